@@ -1,0 +1,455 @@
+package config
+
+import (
+	"encoding/hex"
+	"fmt"
+	"iter"
+	"maps"
+	"math"
+	"net/netip"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/goccy/go-yaml/ast"
+)
+
+// The decoder walks goccy/go-yaml's AST itself instead of using its
+// Unmarshal, for two reasons: Unmarshal stops at the first problem, and we
+// report every one; and we need the position of every node afterwards so
+// that validation, which runs on plain structs, can still say where a value
+// came from.
+
+// pos is a 1-based line and column.
+type pos struct{ line, col int }
+
+// index maps a field path ("services[0].port") to where it was written.
+type index struct {
+	val map[string]pos  // the value node
+	key map[string]pos  // the key naming the field (not for sequence items)
+	set map[string]bool // written with a non-null value
+}
+
+func newIndex() *index {
+	return &index{val: map[string]pos{}, key: map[string]pos{}, set: map[string]bool{}}
+}
+
+func (ix *index) present(path string) bool { return ix.set[path] }
+
+// parent returns the path one level up: "a.b[2]" → "a.b", "a.b" → "a".
+func parent(path string) string {
+	i := strings.LastIndexAny(path, ".[")
+	if i < 0 {
+		return ""
+	}
+	return path[:i]
+}
+
+// at returns the position of the value at path or, if the file does not
+// have it (a missing field), of the nearest enclosing node that it does.
+func (ix *index) at(path string) pos {
+	for {
+		if p, ok := ix.val[path]; ok {
+			return p
+		}
+		if path == "" {
+			return pos{}
+		}
+		path = parent(path)
+	}
+}
+
+// atKey is like at but prefers the position of the field's key, the place
+// to point at when the field should not be there at all.
+func (ix *index) atKey(path string) pos {
+	if p, ok := ix.key[path]; ok {
+		return p
+	}
+	return ix.at(path)
+}
+
+type decoder struct {
+	file    string
+	ix      *index
+	errs    Errors
+	failed  map[string]bool // paths whose value could not be decoded
+	anchors map[string]ast.Node
+}
+
+func (d *decoder) errorf(p pos, path, format string, args ...any) {
+	d.failed[path] = true
+	d.errs = append(d.errs, &Error{File: d.file, Line: p.line, Col: p.col, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// nodePos locates a node where a reader would look for it: a block mapping
+// at its first key (goccy gives the ':'), anything else at its first token.
+func nodePos(n ast.Node) pos {
+	if m, ok := n.(*ast.MappingNode); ok && !m.IsFlowStyle && len(m.Values) > 0 {
+		n = m.Values[0].Key
+	}
+	tk := n.GetToken()
+	if tk == nil || tk.Position == nil {
+		return pos{}
+	}
+	return pos{tk.Position.Line, tk.Position.Column}
+}
+
+// resolve follows anchors, aliases and tags to the node that holds the value.
+func (d *decoder) resolve(n ast.Node, path string) ast.Node {
+	for {
+		switch t := n.(type) {
+		case *ast.AnchorNode:
+			d.anchors[t.Name.GetToken().Value] = t.Value
+			n = t.Value
+		case *ast.AliasNode:
+			name := t.Value.GetToken().Value
+			target, ok := d.anchors[name]
+			if !ok {
+				d.errorf(nodePos(t), path, "alias *%s names no anchor defined before it", name)
+				return nil
+			}
+			n = target
+		case *ast.TagNode:
+			n = t.Value
+		default:
+			return n
+		}
+	}
+}
+
+// collectAnchors records the anchors inside a subtree that is not decoded
+// (an "x-" extension field), so that aliases elsewhere can use them.
+func (d *decoder) collectAnchors(n ast.Node) {
+	switch t := n.(type) {
+	case *ast.AnchorNode:
+		d.anchors[t.Name.GetToken().Value] = t.Value
+		d.collectAnchors(t.Value)
+	case *ast.MappingNode:
+		for _, v := range t.Values {
+			d.collectAnchors(v.Value)
+		}
+	case *ast.SequenceNode:
+		for _, v := range t.Values {
+			d.collectAnchors(v)
+		}
+	case *ast.TagNode:
+		d.collectAnchors(t.Value)
+	}
+}
+
+var (
+	durationType = reflect.TypeFor[time.Duration]()
+	addrType     = reflect.TypeFor[netip.Addr]()
+	hexType      = reflect.TypeFor[Hex]()
+)
+
+// kindName names a node's kind for "expected X, got Y" messages.
+func kindName(n ast.Node) string {
+	switch n.(type) {
+	case *ast.MappingNode:
+		return "a mapping"
+	case *ast.SequenceNode:
+		return "a list"
+	case *ast.IntegerNode:
+		return "an integer"
+	case *ast.FloatNode, *ast.InfinityNode, *ast.NanNode:
+		return "a number"
+	case *ast.BoolNode:
+		return "a boolean"
+	case *ast.NullNode:
+		return "null"
+	default:
+		return "a string"
+	}
+}
+
+// scalarText returns a scalar's text as written (unquoted), so that "0001"
+// stays "0001" for hex fields rather than becoming the integer 1.
+func scalarText(n ast.Node) (string, bool) {
+	switch t := n.(type) {
+	case *ast.StringNode:
+		return t.Value, true
+	case *ast.LiteralNode:
+		return t.Value.Value, true
+	case *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode, *ast.InfinityNode, *ast.NanNode:
+		return n.GetToken().Value, true
+	}
+	return "", false
+}
+
+// decode stores node n into v, recording positions under path.
+func (d *decoder) decode(n ast.Node, v reflect.Value, path string) {
+	n = d.resolve(n, path)
+	if n == nil {
+		return
+	}
+	p := nodePos(n)
+	d.ix.val[path] = p
+	v.SetZero()
+	if _, ok := n.(*ast.NullNode); ok {
+		return // absent: leave zero and let defaults apply
+	}
+	d.ix.set[path] = true
+
+	switch v.Type() {
+	case durationType:
+		s, ok := n.(*ast.StringNode)
+		if !ok {
+			d.errorf(p, path, "%s: expected a duration such as 2s or 500ms, got %s", fieldName(path), kindName(n))
+			return
+		}
+		dur, err := time.ParseDuration(s.Value)
+		if err != nil {
+			d.errorf(p, path, "%s: %q is not a duration such as 2s or 500ms", fieldName(path), s.Value)
+			return
+		}
+		v.SetInt(int64(dur))
+		return
+	case addrType:
+		s, ok := scalarText(n)
+		if !ok {
+			d.errorf(p, path, "%s: expected an IP address, got %s", fieldName(path), kindName(n))
+			return
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			d.errorf(p, path, "%s: %q is not an IP address", fieldName(path), s)
+			return
+		}
+		v.Set(reflect.ValueOf(a))
+		return
+	case hexType:
+		s, ok := scalarText(n)
+		if !ok {
+			d.errorf(p, path, "%s: expected hex digits, got %s", fieldName(path), kindName(n))
+			return
+		}
+		b, err := hex.DecodeString(s)
+		if err != nil {
+			d.errorf(p, path, "%s: %q is not hex octets (an even number of hex digits)", fieldName(path), s)
+			return
+		}
+		v.Set(reflect.ValueOf(Hex(b)))
+		return
+	}
+
+	switch v.Kind() {
+	case reflect.Pointer:
+		v.Set(reflect.New(v.Type().Elem()))
+		d.ix.val[path] = p
+		d.decodeInto(n, v.Elem(), path, p)
+	default:
+		d.decodeInto(n, v, path, p)
+	}
+}
+
+func (d *decoder) decodeInto(n ast.Node, v reflect.Value, path string, p pos) {
+	switch v.Kind() {
+	case reflect.Struct:
+		d.decodeStruct(n, v, path)
+	case reflect.Slice:
+		seq, ok := n.(*ast.SequenceNode)
+		if !ok {
+			d.errorf(p, path, "%s: expected a list, got %s", fieldName(path), kindName(n))
+			return
+		}
+		s := reflect.MakeSlice(v.Type(), len(seq.Values), len(seq.Values))
+		for i, e := range seq.Values {
+			d.decode(e, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
+		}
+		v.Set(s)
+	case reflect.Map:
+		m, ok := n.(*ast.MappingNode)
+		if !ok {
+			d.errorf(p, path, "%s: expected a mapping, got %s", fieldName(path), kindName(n))
+			return
+		}
+		out := reflect.MakeMapWithSize(v.Type(), len(m.Values))
+		for _, kv := range m.Values {
+			key := kv.Key.GetToken().Value
+			elem := reflect.New(v.Type().Elem()).Elem()
+			sub := path + "." + key
+			d.ix.key[sub] = nodePos(kv.Key)
+			d.decode(kv.Value, elem, sub)
+			out.SetMapIndex(reflect.ValueOf(key), elem)
+		}
+		v.Set(out)
+	case reflect.String:
+		s, ok := scalarText(n)
+		if !ok {
+			d.errorf(p, path, "%s: expected a string, got %s", fieldName(path), kindName(n))
+			return
+		}
+		v.SetString(s)
+	case reflect.Int:
+		i, ok := n.(*ast.IntegerNode)
+		if !ok {
+			d.errorf(p, path, "%s: expected an integer, got %s", fieldName(path), kindName(n))
+			return
+		}
+		var x int64
+		switch val := i.Value.(type) {
+		case int64:
+			x = val
+		case uint64:
+			if val > math.MaxInt64 {
+				d.errorf(p, path, "%s: %s is too large", fieldName(path), i.GetToken().Value)
+				return
+			}
+			x = int64(val)
+		default:
+			x, _ = strconv.ParseInt(i.GetToken().Value, 0, 64)
+		}
+		v.SetInt(x)
+	case reflect.Float64:
+		switch t := n.(type) {
+		case *ast.IntegerNode, *ast.FloatNode:
+			f, err := strconv.ParseFloat(strings.ReplaceAll(t.GetToken().Value, "_", ""), 64)
+			if err != nil {
+				d.errorf(p, path, "%s: %q is not a number", fieldName(path), t.GetToken().Value)
+				return
+			}
+			v.SetFloat(f)
+		default:
+			d.errorf(p, path, "%s: expected a number, got %s", fieldName(path), kindName(n))
+		}
+	case reflect.Bool:
+		b, ok := n.(*ast.BoolNode)
+		if !ok {
+			d.errorf(p, path, "%s: expected true or false, got %s", fieldName(path), kindName(n))
+			return
+		}
+		v.SetBool(b.Value)
+	default:
+		panic(fmt.Sprintf("config: no decoder for %s", v.Type())) // a schema bug, not bad input
+	}
+}
+
+// decodeStruct fills a struct from a mapping. Merge keys (<<: *anchor) are
+// applied first so that explicit keys override them, as YAML 1.1 specifies.
+func (d *decoder) decodeStruct(n ast.Node, v reflect.Value, path string) {
+	m, ok := n.(*ast.MappingNode)
+	if !ok {
+		d.errorf(nodePos(n), path, "%s: expected a mapping, got %s", fieldName(path), kindName(n))
+		return
+	}
+	fields := structFields(v.Type())
+	var merged, own []*ast.MappingValueNode
+	for _, kv := range m.Values {
+		if _, ok := kv.Key.(*ast.MergeKeyNode); ok {
+			merged = append(merged, d.mergeSources(kv.Value, path)...)
+			continue
+		}
+		own = append(own, kv)
+	}
+	for _, kv := range append(merged, own...) {
+		key := kv.Key.GetToken().Value
+		sub := key
+		if path != "" {
+			sub = path + "." + key
+		}
+		kp := nodePos(kv.Key)
+		i, ok := fields[key]
+		if !ok {
+			if path == "" && strings.HasPrefix(key, "x-") {
+				d.collectAnchors(kv.Value) // extension field: ignored, but its anchors count
+				continue
+			}
+			d.errorf(kp, sub, "unknown field %q%s", key, suggest(key, maps.Keys(fields)))
+			continue
+		}
+		d.ix.key[sub] = kp
+		d.decode(kv.Value, v.Field(i), sub)
+	}
+}
+
+// mergeSources returns the entries a merge key brings in: one mapping or a
+// list of mappings.
+func (d *decoder) mergeSources(n ast.Node, path string) []*ast.MappingValueNode {
+	n = d.resolve(n, path)
+	switch t := n.(type) {
+	case *ast.MappingNode:
+		return t.Values
+	case *ast.SequenceNode:
+		var out []*ast.MappingValueNode
+		for _, e := range t.Values {
+			out = append(out, d.mergeSources(e, path)...)
+		}
+		return out
+	case nil:
+		return nil
+	}
+	d.errorf(nodePos(n), path, "merge key <<: expected a mapping, got %s", kindName(n))
+	return nil
+}
+
+var fieldCache sync.Map // reflect.Type → map[string]int
+
+// structFields maps a struct's yaml keys to field indexes.
+func structFields(t reflect.Type) map[string]int {
+	if f, ok := fieldCache.Load(t); ok {
+		return f.(map[string]int)
+	}
+	f := map[string]int{}
+	for i := range t.NumField() {
+		tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		if tag != "" && tag != "-" {
+			f[tag] = i
+		}
+	}
+	fieldCache.Store(t, f)
+	return f
+}
+
+// fieldName is the last key of a path, for messages: "services[0].port" →
+// "port", "services[0].tls[1]" → "tls".
+func fieldName(path string) string {
+	if path == "" {
+		return "config"
+	}
+	if i := strings.LastIndexByte(path, '.'); i >= 0 {
+		path = path[i+1:]
+	}
+	if i := strings.IndexByte(path, '['); i >= 0 {
+		path = path[:i]
+	}
+	return path
+}
+
+// suggest returns ` (did you mean "x"?)` for the known field nearest to an
+// unknown key, if one is near enough to be a typo.
+func suggest(key string, known iter.Seq[string]) string {
+	best, bestDist := "", 3
+	for f := range known {
+		if dist := editDistance(key, f); dist < bestDist || (dist == bestDist && best != "" && f < best) {
+			best, bestDist = f, dist
+		}
+	}
+	if best == "" || bestDist > len(key)/2 {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
