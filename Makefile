@@ -1,0 +1,45 @@
+# spooky — see README.md. `make help` lists the targets.
+GO        ?= go
+CLANG     ?= clang-19
+BIN       := bin
+PKGS      := ./...
+# Integration tests build and tear down network namespaces; they need root and
+# skip with a message without it. -p 1 keeps two packages' labs from sharing
+# the machine's two cores during timing-sensitive QUIC handshakes.
+TESTFLAGS ?= -count=1 -p 1 -timeout 20m
+
+.PHONY: all build generate test test-unit bench lint demo clean help
+
+all: build
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+build: ## build spooky and spooky-backend into bin/
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+generate: ## regenerate the bpf2go output from bpf/*.c (needs clang-19)
+	BPF_CLANG=$(CLANG) $(GO) generate ./bpf/...
+
+test: ## unit and netns integration tests (run as root: sudo make test)
+	$(GO) vet $(PKGS)
+	$(GO) test $(TESTFLAGS) $(PKGS)
+
+test-unit: ## unit tests only; no root needed
+	$(GO) test -short $(TESTFLAGS) $(PKGS)
+
+bench: ## benchmarks; figures are recorded in docs/benchmarks.md
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 $(PKGS)
+
+lint: ## gofmt, go vet, staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '_bpfel.go')); \
+		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
+
+demo: build ## netns lab with a client, spooky and backends (run as root)
+	./scripts/demo.sh
+
+clean: ## remove build output and leftover lab namespaces
+	rm -rf $(BIN)
+	-./scripts/demo.sh clean

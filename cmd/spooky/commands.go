@@ -1,0 +1,11 @@
+package main
+
+import "github.com/urfave/cli/v2"
+
+// commands lists the subcommands. Each lives in a file of its own named for it.
+func commands(e env) []*cli.Command {
+	return []*cli.Command{
+		cidCommand(e),
+		validateCommand(e),
+	}
+}
