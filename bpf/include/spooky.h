@@ -1,0 +1,237 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * spooky.h: the contract between the XDP programs and Go.
+ *
+ * Every struct and enum here is generated into Go by bpf2go (-type), so the
+ * layouts are defined once. Enums stored in structs have a fixed underlying
+ * type (`enum x : __u8`, C23, a clang extension before it) so that fields
+ * keep their size and Go gets typed fields. All structs have explicit padding: the kernel
+ * hashes keys byte for byte, and Go must be able to write every byte.
+ *
+ * Conventions
+ *   - Addresses are 16 octets in network order. IPv4 uses octets 0..3 and
+ *     leaves 4..15 zero; `family` says which.
+ *   - Ports are in network order inside keys (as on the wire).
+ *   - A VIP's `id` (0..MAX_VIPS-1) indexes vip_stats and the maglev outer
+ *     map and qualifies every per-VIP key (server_ids, cid_cache, flows).
+ *   - A backend index (0..MAX_BACKENDS-1) indexes backends and
+ *     backend_stats. Backends are shared between VIPs.
+ */
+#ifndef SPOOKY_H
+#define SPOOKY_H
+
+#include <linux/types.h>
+
+/* Map sizes. Go may raise the hash/LRU sizes in the CollectionSpec before
+ * loading; the array sizes are part of the contract. */
+#define MAX_VIPS 256
+#define MAX_BACKENDS 4096
+/* Largest Maglev table (prime). Each VIP picks its own prime M <= this. */
+#define MAGLEV_MAX_SIZE 65537
+#define MAX_SERVER_IDS 65536
+#define MAX_CID_CACHE 65536
+#define MAX_FLOWS 262144
+
+/* QUIC-LB limits (draft-ietf-quic-load-balancers-21 §3, §5.3). */
+#define CID_CONFIGS 7      /* codepoints 0..6; 0b111 means unroutable (§3.2) */
+#define MAX_CID_LEN 20     /* RFC 9000 §17.2 for QUIC v1 and v2 */
+#define MAX_SERVER_ID_LEN 15 /* server ID + nonce <= 19, nonce >= 4 */
+
+/* Flow table entries are refreshed at most this often (limits writes). */
+#define FLOW_REFRESH_NS 1000000000ULL
+
+/* Seed of flow_hash (see hash.h): "Sp0k". */
+#define FLOW_HASH_SEED 0x5370306bU
+
+enum family : __u8 {
+	FAMILY_NONE = 0, /* empty slot */
+	FAMILY_IPV4 = 4,
+	FAMILY_IPV6 = 6,
+};
+
+enum vip_mode : __u8 {
+	VIP_MODE_L4 = 0, /* route in XDP */
+	VIP_MODE_L7 = 1, /* XDP_PASS to the kernel: quic-go terminates */
+};
+
+enum forwarding : __u8 {
+	FORWARDING_L2DSR = 0, /* rewrite MACs, XDP_TX */
+	FORWARDING_IPIP = 1,  /* prepend outer IPv4/IPv6 header, XDP_TX */
+};
+
+enum hash_kind : __u8 {
+	HASH_4TUPLE = 0, /* src addr, dst addr, src port, dst port */
+	HASH_SRC_IP = 1, /* src addr only ("IP hash") */
+};
+
+enum vip_flags : __u8 {
+	/* Drop datagrams that are not QUIC (no fixed bit, too short) instead
+	 * of hashing them (DESIGN.md routing step 5). */
+	VIP_F_STRICT = 1 << 0,
+	/* On a cid_cache miss for an encrypted config, XDP_PASS the packet to
+	 * the Go forwarder (which decrypts and fills cid_cache) instead of
+	 * falling through to the flow table and Maglev. */
+	VIP_F_CID_MISS_PASS = 1 << 1,
+};
+
+enum cid_config_flags : __u8 {
+	CID_CONFIG_PRESENT = 1 << 0,   /* a config exists at this codepoint */
+	CID_CONFIG_ENCRYPTED = 1 << 1, /* AES config: XDP uses cid_cache only */
+};
+
+enum backend_flags : __u8 {
+	/* Usable = HEALTHY or DRAINING. Routable CIDs and flows go to usable
+	 * backends; Go lists only healthy ones in the Maglev tables. An
+	 * unhealthy backend keeps its slot with flags 0. */
+	BACKEND_F_HEALTHY = 1 << 0,
+	BACKEND_F_DRAINING = 1 << 1,
+};
+
+/* vips map key: a UDP service address. */
+struct vip_key {
+	__u8 addr[16];
+	__be16 port; /* network order */
+	enum family family;
+	__u8 proto;  /* IPPROTO_UDP (17); the only one routed today */
+};
+
+/* One QUIC-LB configuration at a config rotation codepoint (draft-21 §5.3).
+ * The CID is first octet + server ID + nonce; for encrypted configs the
+ * length is the same but XDP cannot decode it (no AES). */
+struct cid_config {
+	__u8 server_id_len; /* 1..15 */
+	__u8 nonce_len;     /* 4..18 */
+	enum cid_config_flags flags;
+	__u8 pad;
+};
+
+/* vips map value. Mode, forwarding and hash are zero-value sensible: l4,
+ * l2dsr, 4-tuple. */
+struct vip_info {
+	__u32 id;          /* 0..MAX_VIPS-1 */
+	enum vip_mode mode;
+	enum forwarding forwarding;
+	enum hash_kind hash;
+	enum vip_flags flags;
+	__u32 maglev_size; /* M: prime, <= MAGLEV_MAX_SIZE; 0 = no table */
+	__u32 maglev_slot; /* active slot, 0 or 1: maglev[id*2 + slot] */
+	struct cid_config cid[CID_CONFIGS]; /* indexed by codepoint */
+};
+
+/* backends map value (array, index = backend index). */
+struct backend_info {
+	__u8 addr[16];       /* ipip outer destination */
+	enum family family;  /* FAMILY_NONE = empty slot */
+	enum backend_flags flags;
+	__u8 mac[6];         /* l2dsr: the backend's own MAC */
+	__u8 nexthop_mac[6]; /* ipip: MAC of the next hop toward addr */
+	__u8 pad[2];
+};
+
+/* server_ids key; value: __u32 backend index. Unused sid octets are 0. */
+struct server_id_key {
+	__u32 vip_id;
+	__u8 len; /* server ID length, 1..15 */
+	__u8 sid[MAX_SERVER_ID_LEN];
+};
+
+/* cid_cache key (encrypted configs; filled by Go after decrypting); value:
+ * __u32 backend index. Holds the whole DCID, first octet included; unused
+ * octets are 0. */
+struct cid_key {
+	__u32 vip_id;
+	__u8 len; /* DCID length, 1..20 */
+	__u8 cid[MAX_CID_LEN];
+	__u8 pad[3];
+};
+
+/* flows key: the client side of the 4-tuple; the VIP supplies the rest. */
+struct flow_key {
+	__u8 src[16];
+	__u32 vip_id;
+	__be16 src_port; /* network order */
+	__u16 pad;
+};
+
+/* flows value. */
+struct flow_state {
+	__u32 backend;
+	__u32 pad;
+	/* CLOCK_MONOTONIC ns (bpf_ktime_get_coarse_ns, so jiffy resolution) of
+	 * the last packet, updated at most every FLOW_REFRESH_NS. */
+	__u64 last_seen_ns;
+};
+
+/* config map value (array of one): this load balancer's own addresses. */
+struct lb_config {
+	__u8 mac[6];   /* source MAC of every frame sent with XDP_TX */
+	__u8 pad[2];
+	__u8 addr4[4]; /* ipip outer IPv4 source; zero = none */
+	__u8 addr6[16]; /* ipip outer IPv6 source; zero = none */
+};
+
+/* vip_stats value (per-CPU, index = VIP id): forwarded packets only. */
+struct vip_counters {
+	__u64 packets;
+	__u64 bytes; /* frame length as received */
+	__u64 cid;       /* routed by a plaintext server ID */
+	__u64 cid_cache; /* routed by cid_cache (encrypted configs) */
+	__u64 flow;      /* routed by the flow table */
+	__u64 maglev;    /* routed by the Maglev table */
+};
+
+/* backend_stats value (per-CPU, index = backend index). */
+struct backend_counters {
+	__u64 packets;
+	__u64 bytes; /* frame length as received, before encapsulation */
+};
+
+/* reason_stats index (per-CPU __u64). PASS_ and DROP_ name the verdict of
+ * a packet; the others are events on the way to a verdict. */
+enum reason {
+	REASON_TX = 0,                   /* forwarded with XDP_TX */
+	REASON_PASS_NOT_IP,              /* not IPv4/IPv6 (ARP, LLDP, ...) */
+	REASON_PASS_NON_UDP,             /* not UDP, or IPv6 extension headers */
+	REASON_PASS_FRAGMENT,            /* IPv4 fragment: no/partial UDP header */
+	REASON_PASS_NOT_VIP,             /* UDP, but no VIP at dst addr:port */
+	REASON_PASS_L7,                  /* VIP in mode l7 */
+	REASON_PASS_BACKEND_INVALID,     /* Maglev gave no usable backend */
+	REASON_PASS_CID_CACHE_MISS,      /* VIP_F_CID_MISS_PASS: Go decrypts */
+	REASON_PASS_NO_ENCAP_SOURCE,     /* ipip: no LB address of that family */
+	REASON_PASS_ENCAP_FAILED,        /* bpf_xdp_adjust_head refused */
+	REASON_DROP_TRUNCATED,           /* Ethernet/VLAN/IP/UDP header cut */
+	REASON_DROP_BAD_IP,              /* IPv4 IHL < 5 or wrong version */
+	REASON_DROP_NOT_QUIC_STRICT,     /* not QUIC, VIP is strict */
+	REASON_IP_OPTIONS,               /* IPv4 with options: parsed, routed */
+	REASON_NOT_QUIC,                 /* not QUIC, hashed (VIP not strict) */
+	REASON_CID_NO_CONFIG,            /* codepoint without a config/0b111 */
+	REASON_CID_TOO_SHORT,            /* DCID shorter than its config needs */
+	REASON_CID_TOO_LONG,             /* long header DCID > 20: not routed */
+	REASON_CID_UNKNOWN_SERVER,       /* plaintext server ID not in map */
+	REASON_CID_BACKEND_UNUSABLE,     /* CID names an unusable backend */
+	REASON_CID_CACHE_MISS,           /* encrypted DCID not in cid_cache */
+	REASON_FLOW_BACKEND_UNUSABLE,    /* flow entry names unusable backend */
+	REASON_FLOW_INSERT_FAILED,       /* flows update returned an error */
+	REASON_MAX,
+};
+
+/* decap_stats index (per-CPU __u64). */
+enum decap_reason {
+	DECAP_OK = 0,                /* outer header stripped, XDP_PASS */
+	DECAP_PASS_NOT_IP,           /* not IPv4/IPv6 */
+	DECAP_PASS_NOT_TUNNEL,       /* not IPIP (4) / IPv6-in-IP (41) */
+	DECAP_PASS_NOT_LOCAL,        /* tunnel to an address not in decap_addrs */
+	DECAP_PASS_FRAGMENT,         /* fragmented outer IPv4 */
+	DECAP_PASS_TRUNCATED,        /* a header (outer or inner) is cut */
+	DECAP_PASS_ADJUST_FAILED,    /* bpf_xdp_adjust_head refused */
+	DECAP_REASON_MAX,
+};
+
+/* decap_addrs key; value: __u8 (1). */
+struct decap_key {
+	__u8 addr[16];
+	enum family family;
+	__u8 pad[3];
+};
+
+#endif /* SPOOKY_H */

@@ -1,0 +1,644 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+//go:build ignore
+
+/*
+ * lb.c: spooky's XDP load balancer for QUIC.
+ *
+ * For a UDP datagram to a VIP in mode l4 the routing order is that of
+ * draft-ietf-quic-load-balancers-21 §4.2 and DESIGN.md "Routing decision":
+ *
+ *   1. routable CID: plaintext server ID -> server_ids, or encrypted
+ *      config -> cid_cache (Go decrypts and fills it);
+ *   2. flow table (4-tuple), for Initial/0-RTT packets whose DCID the
+ *      client chose at random;
+ *   3. the VIP's Maglev table by flow_hash (hash.h), then insert the flow.
+ *
+ * Datagrams that are not QUIC go to 2/3, or are dropped if the VIP is
+ * strict. Everything that is not for an l4 VIP is passed untouched.
+ * Every verdict is counted in reason_stats (enum reason in spooky.h).
+ */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "include/spooky.h"
+#include "include/parse.h"
+#include "include/hash.h"
+
+char __license[] SEC("license") = "Dual BSD/GPL";
+
+/* vips: UDP service address -> VIP settings. Written by Go; one update
+ * switches a VIP's Maglev slot, size and CID configs at once. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_VIPS);
+	__type(key, struct vip_key);
+	__type(value, struct vip_info);
+} vips SEC(".maps");
+
+/* backends: backend index -> address, MACs, health flags. Shared by all
+ * VIPs; Go allocates indexes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct backend_info);
+} backends SEC(".maps");
+
+/* A Maglev table: entry -> backend index. BPF_F_INNER_MAP lets each table
+ * have its own (prime) size M, so memory follows the configured VIPs:
+ * a flat array of MAX_VIPS*2*65537 entries would pin 134 MB. */
+struct maglev_table {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAGLEV_MAX_SIZE);
+	__uint(map_flags, BPF_F_INNER_MAP);
+	__type(key, __u32);
+	__type(value, __u32);
+};
+
+/* maglev: VIP id * 2 + slot -> Maglev table. Go writes the new table into
+ * the inactive slot, then flips vip_info.maglev_slot (and maglev_size) with
+ * one vips update, so a packet never sees half a table. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, MAX_VIPS * 2);
+	__type(key, __u32);
+	__array(values, struct maglev_table);
+} maglev SEC(".maps");
+
+/* server_ids: (VIP id, plaintext server ID) -> backend index. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_SERVER_IDS);
+	__type(key, struct server_id_key);
+	__type(value, __u32);
+} server_ids SEC(".maps");
+
+/* cid_cache: (VIP id, whole DCID) -> backend index, for encrypted configs.
+ * Filled by Go, which can decrypt (XDP cannot run AES). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_CID_CACHE);
+	__type(key, struct cid_key);
+	__type(value, __u32);
+} cid_cache SEC(".maps");
+
+/* flows: (VIP id, client address, client port) -> backend, last seen.
+ * Per-CPU LRU lists (BPF_F_NO_COMMON_LRU) keep inserts from contending on
+ * one lock; the hash table itself is shared, so any CPU finds any flow. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_FLOWS);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__type(key, struct flow_key);
+	__type(value, struct flow_state);
+} flows SEC(".maps");
+
+/* config: [0] -> this load balancer's MAC and encapsulation sources. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lb_config);
+} config SEC(".maps");
+
+/* vip_stats: VIP id -> forwarded packets, bytes and routing path. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_VIPS);
+	__type(key, __u32);
+	__type(value, struct vip_counters);
+} vip_stats SEC(".maps");
+
+/* backend_stats: backend index -> forwarded packets and bytes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct backend_counters);
+} backend_stats SEC(".maps");
+
+/* reason_stats: enum reason -> packets (verdicts and events). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, REASON_MAX);
+	__type(key, enum reason);
+	__type(value, __u64);
+} reason_stats SEC(".maps");
+
+/* Routing paths, for vip_counters. */
+enum route_path {
+	PATH_CID,
+	PATH_CID_CACHE,
+	PATH_FLOW,
+	PATH_MAGLEV,
+};
+
+/* What parsing learnt about the packet. */
+struct packet {
+	struct udphdr *udp;
+	const __be32 *saddr; /* in the packet: 1 or 4 words */
+	const __be32 *daddr;
+	__u32 l2_len;    /* Ethernet + optional VLAN tag */
+	__u32 inner_len; /* IP total length (header + payload) */
+	__u32 frame_len; /* bytes received, for counters */
+	__u8 family;     /* enum family */
+	__u8 vlan;       /* one 802.1Q/802.1ad tag present */
+	__u8 tos;        /* IPv4 TOS / IPv6 traffic class */
+	__u8 df;         /* IPv4 DF set (always 1 for IPv6) */
+};
+
+static __always_inline void count(__u32 reason)
+{
+	__u64 *c = bpf_map_lookup_elem(&reason_stats, &reason);
+
+	if (c)
+		*c += 1;
+}
+
+static __always_inline int verdict(__u32 reason, int action)
+{
+	count(reason);
+	return action;
+}
+
+/* usable: healthy or draining. Draining backends keep established
+ * connections (routable CIDs, flows) but get no new ones (not in Maglev). */
+static __always_inline const struct backend_info *usable_backend(__u32 idx)
+{
+	const struct backend_info *be = bpf_map_lookup_elem(&backends, &idx);
+
+	if (!be || be->family == FAMILY_NONE)
+		return 0;
+	if (!(be->flags & (BACKEND_F_HEALTHY | BACKEND_F_DRAINING)))
+		return 0;
+	return be;
+}
+
+static __always_inline __u16 ipv4_csum(const struct iphdr *iph)
+{
+	const __u16 *w = (const __u16 *)iph;
+	__u32 sum = 0;
+
+#pragma unroll
+	for (int i = 0; i < (int)(sizeof(*iph) / 2); i++)
+		sum += w[i];
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
+/* encap prepends an outer IPv4 or IPv6 header (family of the backend) in
+ * front of the inner IP packet, keeping the L2 header (and VLAN tag), and
+ * sends it to the backend's next hop (DESIGN.md "Forwarding modes": ipip).
+ * Outer protocol is 4 (IPIP) for IPv4 inner, 41 for IPv6 inner (RFC 2473),
+ * so mixed families work too. */
+static __always_inline int encap(struct xdp_md *ctx, const struct packet *p,
+				 const struct backend_info *be,
+				 const struct lb_config *cfg)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr eth;
+	struct vlan_hdr vlan = {};
+	__u8 inner_proto = p->family == FAMILY_IPV4 ? IPPROTO_IPIP : IPPROTO_IPV6;
+	int outer_len;
+
+	if (data + sizeof(eth) + sizeof(vlan) > data_end)
+		return verdict(REASON_PASS_ENCAP_FAILED, XDP_PASS);
+	__builtin_memcpy(&eth, data, sizeof(eth));
+	if (p->vlan)
+		__builtin_memcpy(&vlan, data + sizeof(eth), sizeof(vlan));
+
+	if (be->family == FAMILY_IPV4) {
+		if (!(cfg->addr4[0] | cfg->addr4[1] | cfg->addr4[2] | cfg->addr4[3]))
+			return verdict(REASON_PASS_NO_ENCAP_SOURCE, XDP_PASS);
+		outer_len = sizeof(struct iphdr);
+	} else {
+		if (!(*(const __u64 *)&cfg->addr6[0] | *(const __u64 *)&cfg->addr6[8]))
+			return verdict(REASON_PASS_NO_ENCAP_SOURCE, XDP_PASS);
+		outer_len = sizeof(struct ipv6hdr);
+	}
+	if (bpf_xdp_adjust_head(ctx, -outer_len))
+		return verdict(REASON_PASS_ENCAP_FAILED, XDP_PASS);
+
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+
+	__be16 outer_proto = be->family == FAMILY_IPV4 ? bpf_htons(ETH_P_IP)
+						       : bpf_htons(ETH_P_IPV6);
+	__builtin_memcpy(eth.h_dest, be->nexthop_mac, ETH_ALEN);
+	__builtin_memcpy(eth.h_source, cfg->mac, ETH_ALEN);
+	void *outer;
+	if (p->vlan) {
+		if (data + sizeof(eth) + sizeof(vlan) > data_end)
+			return verdict(REASON_DROP_TRUNCATED, XDP_DROP);
+		vlan.encap_proto = outer_proto;
+		__builtin_memcpy(data, &eth, sizeof(eth));
+		__builtin_memcpy(data + sizeof(eth), &vlan, sizeof(vlan));
+		outer = data + sizeof(eth) + sizeof(vlan);
+	} else {
+		if (data + sizeof(eth) > data_end)
+			return verdict(REASON_DROP_TRUNCATED, XDP_DROP);
+		eth.h_proto = outer_proto;
+		__builtin_memcpy(data, &eth, sizeof(eth));
+		outer = data + sizeof(eth);
+	}
+
+	if (be->family == FAMILY_IPV4) {
+		struct iphdr *o = outer;
+		struct iphdr h = {
+			.version = 4,
+			.ihl = 5,
+			.tos = p->tos,
+			.tot_len = bpf_htons(p->inner_len + sizeof(h)),
+			.frag_off = p->df ? bpf_htons(IP_DF) : 0,
+			.ttl = 64,
+			.protocol = inner_proto,
+		};
+		__builtin_memcpy(&h.saddr, cfg->addr4, 4);
+		__builtin_memcpy(&h.daddr, be->addr, 4);
+		h.check = ipv4_csum(&h);
+		if ((void *)(o + 1) > data_end)
+			return verdict(REASON_DROP_TRUNCATED, XDP_DROP);
+		__builtin_memcpy(o, &h, sizeof(h));
+	} else {
+		struct ipv6hdr *o = outer;
+		struct ipv6hdr h = {
+			.payload_len = bpf_htons(p->inner_len),
+			.nexthdr = inner_proto,
+			.hop_limit = 64,
+		};
+		/* version 6, traffic class copied, flow label 0 */
+		*(__be32 *)&h = bpf_htonl(0x60000000U | ((__u32)p->tos << 20));
+		__builtin_memcpy(&h.saddr, cfg->addr6, 16);
+		__builtin_memcpy(&h.daddr, be->addr, 16);
+		if ((void *)(o + 1) > data_end)
+			return verdict(REASON_DROP_TRUNCATED, XDP_DROP);
+		__builtin_memcpy(o, &h, sizeof(h));
+	}
+	return verdict(REASON_TX, XDP_TX);
+}
+
+/* send rewrites the frame for the backend (l2dsr or ipip). */
+static __always_inline int send(struct xdp_md *ctx, const struct packet *p,
+				const struct vip_info *vip,
+				const struct backend_info *be)
+{
+	__u32 zero = 0;
+	const struct lb_config *cfg = bpf_map_lookup_elem(&config, &zero);
+
+	if (!cfg)
+		return XDP_ABORTED; /* an array of one always has [0] */
+	if (vip->forwarding == FORWARDING_IPIP)
+		return encap(ctx, p, be, cfg);
+
+	/* l2dsr: the backend holds the VIP on lo and answers the client
+	 * directly; only the frame's MACs change. */
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > data_end)
+		return verdict(REASON_DROP_TRUNCATED, XDP_DROP);
+	__builtin_memcpy(eth->h_dest, be->mac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, cfg->mac, ETH_ALEN);
+	return verdict(REASON_TX, XDP_TX);
+}
+
+/* forward sends the packet to backend be_idx and, if it went, counts it
+ * for its VIP, path and backend. */
+static __always_inline int forward(struct xdp_md *ctx, const struct packet *p,
+				   const struct vip_info *vip, __u32 be_idx,
+				   const struct backend_info *be, enum route_path path)
+{
+	int action = send(ctx, p, vip, be);
+
+	if (action != XDP_TX)
+		return action;
+
+	struct vip_counters *vc = bpf_map_lookup_elem(&vip_stats, &vip->id);
+	if (vc) {
+		vc->packets++;
+		vc->bytes += p->frame_len;
+		switch (path) {
+		case PATH_CID:
+			vc->cid++;
+			break;
+		case PATH_CID_CACHE:
+			vc->cid_cache++;
+			break;
+		case PATH_FLOW:
+			vc->flow++;
+			break;
+		case PATH_MAGLEV:
+			vc->maglev++;
+			break;
+		}
+	}
+	struct backend_counters *bc = bpf_map_lookup_elem(&backend_stats, &be_idx);
+	if (bc) {
+		bc->packets++;
+		bc->bytes += p->frame_len;
+	}
+	return XDP_TX;
+}
+
+/* low_octets returns a mask of the low n (0..7) octets of a word. */
+static __always_inline __u64 low_octets(__u32 n)
+{
+	return (1ULL << ((n & 7) * 8)) - 1;
+}
+
+/* The DCID of a QUIC packet as far as the invariants tell (RFC 8999 §5). */
+struct dcid {
+	const __u8 *ptr; /* first octet of the DCID, in the packet */
+	__u32 len;       /* long header: from the header; short: 0 (unknown) */
+	__u8 is_long;
+};
+
+/* parse_quic finds the DCID. Returns 0 for QUIC, -1 for "not QUIC": no
+ * fixed bit (RFC 9000 §17.2/17.3; RFC 8999 leaves it version-specific but
+ * every version we route sets it) or too short for the invariant fields. */
+static __always_inline int parse_quic(const struct packet *p, void *data_end,
+				      struct dcid *d)
+{
+	const __u8 *q = (const __u8 *)(p->udp + 1);
+
+	if ((void *)(q + 1) > data_end)
+		return -1;
+	if (!(q[0] & 0x40))
+		return -1;
+	if (q[0] & 0x80) {
+		/* Long header: first octet, version (4), DCID length (1), DCID. */
+		if ((void *)(q + 6) > data_end)
+			return -1;
+		d->is_long = 1;
+		d->len = q[5];
+		d->ptr = q + 6;
+		if (d->len <= MAX_CID_LEN && (void *)(d->ptr + d->len) > data_end)
+			return -1;
+		return 0;
+	}
+	/* Short header: DCID right after the first octet; its length is known
+	 * only from the CID config (RFC 8999 §5.2). */
+	if ((void *)(q + 2) > data_end)
+		return -1;
+	d->is_long = 0;
+	d->len = 0;
+	d->ptr = q + 1;
+	return 0;
+}
+
+/* route_cid tries the routable CID (draft-21 §4.2 step 1). Returns the
+ * verdict, or -1 to fall through to the flow table. */
+static __always_inline int route_cid(struct xdp_md *ctx, const struct packet *p,
+				     const struct vip_info *vip, struct dcid *d)
+{
+	void *data_end = (void *)(long)ctx->data_end;
+	const __u8 *cid = d->ptr;
+
+	if (d->is_long) {
+		if (d->len > MAX_CID_LEN) {
+			/* Allowed by RFC 8999 for other versions, but no QUIC-LB
+			 * CID is that long: not routable. */
+			count(REASON_CID_TOO_LONG);
+			return -1;
+		}
+		if (d->len == 0) {
+			count(REASON_CID_TOO_SHORT);
+			return -1;
+		}
+	}
+	if ((void *)(cid + 1) > data_end)
+		return -1;
+
+	__u32 cp = cid[0] >> 5; /* config rotation codepoint (draft-21 §3) */
+	if (cp >= CID_CONFIGS) {
+		count(REASON_CID_NO_CONFIG);
+		return -1;
+	}
+	struct cid_config cfg = vip->cid[cp];
+	__u32 need = 1 + cfg.server_id_len + cfg.nonce_len;
+
+	if (!(cfg.flags & CID_CONFIG_PRESENT) || cfg.server_id_len == 0 ||
+	    cfg.server_id_len > MAX_SERVER_ID_LEN || need > MAX_CID_LEN) {
+		count(REASON_CID_NO_CONFIG);
+		return -1;
+	}
+	if (!d->is_long)
+		d->len = need;
+	/* A valid QUIC packet carries at least 20 octets from the start of
+	 * its DCID: the header protection sample (RFC 9001 §5.4.2) is 16
+	 * octets taken 4 after the packet number, which follows the DCID.
+	 * With that one check the copies below need no per-octet bounds. */
+	if ((void *)(cid + MAX_CID_LEN) > data_end ||
+	    (void *)(cid + d->len) > data_end) {
+		count(REASON_CID_TOO_SHORT);
+		return -1;
+	}
+
+	if (cfg.flags & CID_CONFIG_ENCRYPTED) {
+		struct cid_key k = { .vip_id = vip->id, .len = d->len };
+		__u64 a, b;
+		__u32 c;
+
+		/* Copy 20 octets and clear those past the DCID (little-endian
+		 * words: octet i is bits 8i..8i+7; bpfel only). */
+		__builtin_memcpy(&a, cid, 8);
+		__builtin_memcpy(&b, cid + 8, 8);
+		__builtin_memcpy(&c, cid + 16, 4);
+		if (d->len < 8) {
+			a &= low_octets(d->len);
+			b = 0;
+			c = 0;
+		} else if (d->len < 16) {
+			b &= low_octets(d->len - 8);
+			c = 0;
+		} else {
+			c &= (__u32)low_octets(d->len - 16);
+		}
+		__builtin_memcpy(k.cid, &a, 8);
+		__builtin_memcpy(k.cid + 8, &b, 8);
+		__builtin_memcpy(k.cid + 16, &c, 4);
+		__u32 *idx = bpf_map_lookup_elem(&cid_cache, &k);
+		if (!idx) {
+			count(REASON_CID_CACHE_MISS);
+			if (vip->flags & VIP_F_CID_MISS_PASS)
+				return verdict(REASON_PASS_CID_CACHE_MISS, XDP_PASS);
+			return -1;
+		}
+		const struct backend_info *be = usable_backend(*idx);
+		if (!be) {
+			count(REASON_CID_BACKEND_UNUSABLE);
+			return -1;
+		}
+		return forward(ctx, p, vip, *idx, be, PATH_CID_CACHE);
+	}
+
+	/* Plaintext: server ID in octets 1..server_id_len (draft-21 §5.2). */
+	if (d->len < 1 + (__u32)cfg.server_id_len) {
+		count(REASON_CID_TOO_SHORT);
+		return -1;
+	}
+	struct server_id_key k = { .vip_id = vip->id, .len = cfg.server_id_len };
+
+	__u64 a, b;
+
+	__builtin_memcpy(&a, cid + 1, 8);
+	__builtin_memcpy(&b, cid + 9, 8);
+	if (cfg.server_id_len < 8) {
+		a &= low_octets(cfg.server_id_len);
+		b = 0;
+	} else {
+		b &= low_octets(cfg.server_id_len - 8);
+	}
+	__builtin_memcpy(k.sid, &a, 8);
+	__builtin_memcpy(k.sid + 8, &b, MAX_SERVER_ID_LEN - 8);
+	__u32 *idx = bpf_map_lookup_elem(&server_ids, &k);
+	if (!idx) {
+		count(REASON_CID_UNKNOWN_SERVER);
+		return -1;
+	}
+	const struct backend_info *be = usable_backend(*idx);
+	if (!be) {
+		count(REASON_CID_BACKEND_UNUSABLE);
+		return -1;
+	}
+	return forward(ctx, p, vip, *idx, be, PATH_CID);
+}
+
+/* route_flow_or_hash: the flow table (draft-21 §4.2 step 4), else the
+ * Maglev table (step 5), recording the decision in the flow table. */
+static __always_inline int route_flow_or_hash(struct xdp_md *ctx,
+					      const struct packet *p,
+					      const struct vip_info *vip)
+{
+	struct flow_key fk = { .vip_id = vip->id, .src_port = p->udp->source };
+	__u64 now = bpf_ktime_get_coarse_ns();
+
+	if (p->family == FAMILY_IPV4)
+		__builtin_memcpy(fk.src, p->saddr, 4);
+	else
+		__builtin_memcpy(fk.src, p->saddr, 16);
+
+	struct flow_state *fs = bpf_map_lookup_elem(&flows, &fk);
+	if (fs) {
+		__u32 idx = fs->backend;
+		const struct backend_info *be = usable_backend(idx);
+
+		if (be) {
+			if (now - fs->last_seen_ns > FLOW_REFRESH_NS)
+				fs->last_seen_ns = now;
+			return forward(ctx, p, vip, idx, be, PATH_FLOW);
+		}
+		count(REASON_FLOW_BACKEND_UNUSABLE);
+	}
+
+	__u32 m = vip->maglev_size;
+	if (m == 0 || m > MAGLEV_MAX_SIZE)
+		return verdict(REASON_PASS_BACKEND_INVALID, XDP_PASS);
+	__u32 slot = vip->id * 2 + (vip->maglev_slot & 1);
+	void *table = bpf_map_lookup_elem(&maglev, &slot);
+	if (!table)
+		return verdict(REASON_PASS_BACKEND_INVALID, XDP_PASS);
+
+	__u32 entry = flow_hash(vip->hash, p->family, p->saddr, p->daddr,
+				p->udp->source, p->udp->dest) % m;
+	__u32 *idxp = bpf_map_lookup_elem(table, &entry);
+	if (!idxp)
+		return verdict(REASON_PASS_BACKEND_INVALID, XDP_PASS);
+	__u32 idx = *idxp;
+	const struct backend_info *be = usable_backend(idx);
+	if (!be)
+		return verdict(REASON_PASS_BACKEND_INVALID, XDP_PASS);
+
+	struct flow_state nfs = { .backend = idx, .last_seen_ns = now };
+	if (bpf_map_update_elem(&flows, &fk, &nfs, BPF_ANY))
+		count(REASON_FLOW_INSERT_FAILED);
+	return forward(ctx, p, vip, idx, be, PATH_MAGLEV);
+}
+
+SEC("xdp")
+int xdp_lb(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct packet p = { .frame_len = data_end - data };
+	struct vip_key vk = { .proto = IPPROTO_UDP };
+	__be16 proto;
+
+	if (parse_l2(data, data_end, &p.l2_len, &proto, &p.vlan))
+		return verdict(REASON_DROP_TRUNCATED, XDP_DROP);
+
+	if (proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *iph = data + p.l2_len;
+
+		if ((void *)(iph + 1) > data_end)
+			return verdict(REASON_DROP_TRUNCATED, XDP_DROP);
+		if (iph->version != 4 || iph->ihl < 5)
+			return verdict(REASON_DROP_BAD_IP, XDP_DROP);
+		if (iph->protocol != IPPROTO_UDP)
+			return verdict(REASON_PASS_NON_UDP, XDP_PASS);
+		/* Only the first fragment has the UDP header, and the kernel
+		 * reassembles: leave all fragments to it. */
+		if (iph->frag_off & bpf_htons(IP_MF | IP_OFFSET))
+			return verdict(REASON_PASS_FRAGMENT, XDP_PASS);
+		/* Options are legal; they only move the UDP header. */
+		p.udp = (void *)iph + iph->ihl * 4;
+		if ((void *)(p.udp + 1) > data_end)
+			return verdict(REASON_DROP_TRUNCATED, XDP_DROP);
+		if (iph->ihl > 5)
+			count(REASON_IP_OPTIONS);
+		p.family = FAMILY_IPV4;
+		p.saddr = &iph->saddr;
+		p.daddr = &iph->daddr;
+		p.inner_len = bpf_ntohs(iph->tot_len);
+		p.tos = iph->tos;
+		p.df = !!(iph->frag_off & bpf_htons(IP_DF));
+		__builtin_memcpy(vk.addr, &iph->daddr, 4);
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6h = data + p.l2_len;
+
+		if ((void *)(ip6h + 1) > data_end)
+			return verdict(REASON_DROP_TRUNCATED, XDP_DROP);
+		if (ip6h->version != 6)
+			return verdict(REASON_DROP_BAD_IP, XDP_DROP);
+		/* No extension headers: QUIC clients send none, and walking
+		 * them costs more than handing the odd packet to the kernel. */
+		if (ip6h->nexthdr != IPPROTO_UDP)
+			return verdict(REASON_PASS_NON_UDP, XDP_PASS);
+		p.udp = (void *)(ip6h + 1);
+		if ((void *)(p.udp + 1) > data_end)
+			return verdict(REASON_DROP_TRUNCATED, XDP_DROP);
+		p.family = FAMILY_IPV6;
+		p.saddr = ip6h->saddr.in6_u.u6_addr32;
+		p.daddr = ip6h->daddr.in6_u.u6_addr32;
+		p.inner_len = bpf_ntohs(ip6h->payload_len) + sizeof(*ip6h);
+		p.tos = (bpf_ntohl(*(__be32 *)ip6h) >> 20) & 0xff;
+		p.df = 1;
+		__builtin_memcpy(vk.addr, &ip6h->daddr, 16);
+	} else {
+		return verdict(REASON_PASS_NOT_IP, XDP_PASS);
+	}
+
+	vk.family = p.family;
+	vk.port = p.udp->dest;
+	const struct vip_info *vip = bpf_map_lookup_elem(&vips, &vk);
+	if (!vip)
+		return verdict(REASON_PASS_NOT_VIP, XDP_PASS);
+	if (vip->mode != VIP_MODE_L4)
+		return verdict(REASON_PASS_L7, XDP_PASS);
+
+	struct dcid d = {};
+	if (parse_quic(&p, data_end, &d) == 0) {
+		int v = route_cid(ctx, &p, vip, &d);
+		if (v >= 0)
+			return v;
+	} else if (vip->flags & VIP_F_STRICT) {
+		return verdict(REASON_DROP_NOT_QUIC_STRICT, XDP_DROP);
+	} else {
+		count(REASON_NOT_QUIC);
+	}
+	return route_flow_or_hash(ctx, &p, vip);
+}

@@ -1,0 +1,122 @@
+// Package bpf holds spooky's XDP programs (lb.c, decap.c, baseline.c), the
+// bpf2go output generated from them, and the Go side of their maps: types,
+// key constructors, the flow hash mirror and loaders.
+//
+// The map contract is documented in include/spooky.h; the Go types here are
+// generated from it and re-exported under readable names.
+package bpf
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+)
+
+// LoadOptions tunes how a program's maps are created.
+type LoadOptions struct {
+	// PinPath is a directory on a bpffs (e.g. /sys/fs/bpf/spooky/eth0)
+	// where every map is pinned by name. Maps already pinned there are
+	// reused, which keeps flows and counters across restarts; a pinned map
+	// whose layout differs fails the load (ebpf.ErrMapIncompatible).
+	// If empty, nothing is pinned.
+	PinPath string
+	// FlowTableSize is the number of entries of the flows LRU map, split
+	// between the CPUs' LRU lists. If zero, MaxFlows.
+	FlowTableSize uint32
+	// LogLevel is passed to the verifier; a failed load prints the full
+	// log regardless. If zero, no log is kept for successful loads.
+	LogLevel ebpf.LogLevel
+}
+
+// LBObjects are the load balancer's program and maps (lb.c).
+type LBObjects = lbObjects
+
+// DecapObjects are the decapsulator's program and maps (decap.c).
+type DecapObjects = decapObjects
+
+// BaselineObjects are the benchmark baseline and the no-op program
+// (baseline.c).
+type BaselineObjects = baselineObjects
+
+// LBSpec returns the load balancer's collection spec, for callers that
+// need to adjust it before loading.
+func LBSpec() (*ebpf.CollectionSpec, error) {
+	spec, err := loadLb()
+	if err != nil {
+		return nil, fmt.Errorf("parse lb object: %w", err)
+	}
+	return spec, nil
+}
+
+// LoadLB loads lb.c's xdp_lb program and its maps into the kernel. If opts
+// is nil, defaults apply. The caller closes the objects.
+func LoadLB(opts *LoadOptions) (*LBObjects, error) {
+	if opts == nil {
+		opts = &LoadOptions{}
+	}
+	spec, err := LBSpec()
+	if err != nil {
+		return nil, err
+	}
+	if opts.FlowTableSize != 0 {
+		spec.Maps[lbMapFlows].MaxEntries = opts.FlowTableSize
+	}
+	var objs lbObjects
+	if err := loadInto(spec, &objs, "lb", opts); err != nil {
+		return nil, err
+	}
+	return &objs, nil
+}
+
+// LoadDecap loads decap.c's xdp_decap program and its maps. If opts is
+// nil, defaults apply (FlowTableSize does not apply).
+func LoadDecap(opts *LoadOptions) (*DecapObjects, error) {
+	if opts == nil {
+		opts = &LoadOptions{}
+	}
+	spec, err := loadDecap()
+	if err != nil {
+		return nil, fmt.Errorf("parse decap object: %w", err)
+	}
+	var objs decapObjects
+	if err := loadInto(spec, &objs, "decap", opts); err != nil {
+		return nil, err
+	}
+	return &objs, nil
+}
+
+// LoadBaseline loads baseline.c's xdp_baseline and xdp_pass programs.
+func LoadBaseline() (*BaselineObjects, error) {
+	spec, err := loadBaseline()
+	if err != nil {
+		return nil, fmt.Errorf("parse baseline object: %w", err)
+	}
+	var objs baselineObjects
+	if err := loadInto(spec, &objs, "baseline", &LoadOptions{}); err != nil {
+		return nil, err
+	}
+	return &objs, nil
+}
+
+func loadInto(spec *ebpf.CollectionSpec, objs any, name string, opts *LoadOptions) error {
+	co := &ebpf.CollectionOptions{
+		Programs: ebpf.ProgramOptions{LogLevel: opts.LogLevel},
+	}
+	if opts.PinPath != "" {
+		for _, m := range spec.Maps {
+			m.Pinning = ebpf.PinByName
+		}
+		co.Maps.PinPath = opts.PinPath
+	}
+	if err := spec.LoadAndAssign(objs, co); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			// The default formatting keeps only the last lines of the
+			// log; the cause of a rejection is usually further up.
+			return fmt.Errorf("load %s: %w\n%+v", name, err, ve)
+		}
+		return fmt.Errorf("load %s: %w", name, err)
+	}
+	return nil
+}
