@@ -1,0 +1,250 @@
+package l7
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+)
+
+// BenchEnv is a loopback bench rig: an HTTP/3 upstream, an HTTP/1.1
+// upstream, both answering 1 KiB, and a spooky L7 server in front of them
+// (route /h3 to the first, /h1 to the second).
+type BenchEnv struct {
+	Spooky     *Server
+	SpookyAddr string
+	H3Addr     string // direct HTTP/3 upstream
+	H1Addr     string // direct HTTP/1.1 upstream
+	TLS        *tls.Config
+	closers    []func()
+}
+
+// benchBody is the 1 KiB response every bench upstream sends.
+var benchBody = make([]byte, 1024)
+
+// NewBenchEnv starts the rig; dir holds the generated certificate.
+func NewBenchEnv(dir string) (*BenchEnv, error) {
+	e := &BenchEnv{}
+	certFile, keyFile, pool, kp, err := writeSelfSigned(dir, "bench.spooky.test")
+	if err != nil {
+		return nil, err
+	}
+	e.TLS = &tls.Config{RootCAs: pool, ServerName: "bench.spooky.test"}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1024")
+		_, _ = w.Write(benchBody)
+	})
+
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return nil, fmt.Errorf("bench h3 upstream: %w", err)
+	}
+	h3 := &http3.Server{Handler: h, TLSConfig: &tls.Config{Certificates: []tls.Certificate{kp}}}
+	go func() { _ = h3.Serve(udp) }()
+	e.closers = append(e.closers, func() { _ = h3.Close(); _ = udp.Close() })
+	e.H3Addr = udp.LocalAddr().String()
+
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		e.Close()
+		return nil, fmt.Errorf("bench h1 upstream: %w", err)
+	}
+	h1 := &http.Server{Handler: h}
+	go func() { _ = h1.Serve(tl) }()
+	e.closers = append(e.closers, func() { _ = h1.Close() })
+	e.H1Addr = tl.Addr().String()
+
+	cfg := Config{
+		Services: []ServiceConfig{{
+			Name:         "bench",
+			Address:      "127.0.0.1:0",
+			Certificates: []CertificateConfig{{CertFile: certFile, KeyFile: keyFile}},
+			Routes: []Route{
+				{Match: Match{PathPrefix: "/h3"}, Pool: "h3"},
+				{Match: Match{PathPrefix: "/h1"}, Pool: "h1"},
+			},
+		}},
+		Pools: []PoolConfig{
+			{Name: "h3", Upstreams: []UpstreamConfig{{Address: e.H3Addr, Protocol: ProtoH3, CAFile: certFile, ServerName: "bench.spooky.test"}}},
+			{Name: "h1", Upstreams: []UpstreamConfig{{Address: e.H1Addr, Protocol: ProtoH1}}},
+		},
+	}
+	s, err := New(cfg)
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	if err := s.Start(); err != nil {
+		e.Close()
+		return nil, err
+	}
+	e.closers = append(e.closers, func() { _ = s.Close() })
+	e.Spooky = s
+	a, _ := s.Addr("bench")
+	e.SpookyAddr = a.String()
+	return e, nil
+}
+
+// Close stops everything the rig started.
+func (e *BenchEnv) Close() {
+	for i := len(e.closers) - 1; i >= 0; i-- {
+		e.closers[i]()
+	}
+}
+
+// BenchTarget names a path through the rig.
+type BenchTarget string
+
+// Bench targets.
+const (
+	DirectH3 BenchTarget = "direct h3 upstream"
+	SpookyH3 BenchTarget = "spooky → h3 upstream"
+	DirectH1 BenchTarget = "direct h1 upstream"
+	SpookyH1 BenchTarget = "spooky → h1 upstream"
+)
+
+// Load returns the load config for a target; the caller sets the load shape.
+func (e *BenchEnv) Load(t BenchTarget) LoadConfig {
+	switch t {
+	case DirectH3:
+		return LoadConfig{URL: "https://bench.spooky.test/", Addr: e.H3Addr, HTTP3: true, TLS: e.TLS}
+	case SpookyH3:
+		return LoadConfig{URL: "https://bench.spooky.test/h3", Addr: e.SpookyAddr, HTTP3: true, TLS: e.TLS}
+	case DirectH1:
+		return LoadConfig{URL: "http://" + e.H1Addr + "/"}
+	default:
+		return LoadConfig{URL: "https://bench.spooky.test/h1", Addr: e.SpookyAddr, HTTP3: true, TLS: e.TLS}
+	}
+}
+
+// IdleConnBytes opens n HTTP/3 connections to spooky, each after one
+// request, and returns the heap growth per connection. Client and server
+// run in this process, so the figure covers both ends: an upper bound for
+// the server's share.
+func (e *BenchEnv) IdleConnBytes(ctx context.Context, n int) (float64, error) {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	var trs []*http3.Transport
+	defer func() {
+		for _, tr := range trs {
+			_ = tr.Close()
+		}
+	}()
+	for range n {
+		tr := &http3.Transport{TLSClientConfig: e.TLS, Dial: func(ctx context.Context, _ string, tc *tls.Config, qc *quic.Config) (*quic.Conn, error) {
+			return quic.DialAddrEarly(ctx, e.SpookyAddr, tc, qc)
+		}}
+		trs = append(trs, tr)
+		if err := loadOnce(ctx, &http.Client{Transport: tr}, "https://bench.spooky.test/h1"); err != nil {
+			return 0, err
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	return float64(int64(after.HeapInuse)-int64(before.HeapInuse)) / float64(n), nil
+}
+
+// RunBench is the `make bench` harness: it measures requests/s and p50/p99
+// through spooky and directly, at 1 stream and at 64 (4 connections × 16
+// streams), each for d, plus memory per idle connection, and prints a table.
+func RunBench(ctx context.Context, w io.Writer, d time.Duration) error {
+	dir, err := os.MkdirTemp("", "spooky-l7-bench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	e, err := NewBenchEnv(dir)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	fmt.Fprintf(w, "%-24s %-8s %s\n", "target", "streams", "result")
+	results := map[BenchTarget]map[int]LoadResult{}
+	for _, shape := range []struct{ conns, streams int }{{1, 1}, {4, 16}} {
+		for _, t := range []BenchTarget{DirectH3, SpookyH3, DirectH1, SpookyH1} {
+			lc := e.Load(t)
+			lc.Connections, lc.Streams, lc.Duration = shape.conns, shape.streams, d
+			r, err := RunLoad(ctx, lc)
+			if err != nil {
+				return fmt.Errorf("bench %s: %w", t, err)
+			}
+			if results[t] == nil {
+				results[t] = map[int]LoadResult{}
+			}
+			results[t][shape.conns*shape.streams] = r
+			fmt.Fprintf(w, "%-24s %-8d %s\n", t, shape.conns*shape.streams, r)
+		}
+	}
+	for _, pair := range [][2]BenchTarget{{SpookyH3, DirectH3}, {SpookyH1, DirectH1}} {
+		p, q := results[pair[0]][64], results[pair[1]][64]
+		if q.RPS > 0 && q.P99 > 0 {
+			fmt.Fprintf(w, "%s at 64 streams: %.2f× direct req/s (target ≥ 0.5), p99 %.2f× direct (target ≤ 3)\n",
+				pair[0], p.RPS/q.RPS, float64(p.P99)/float64(q.P99))
+		}
+	}
+	per, err := e.IdleConnBytes(ctx, 200)
+	if err != nil {
+		return fmt.Errorf("bench idle connections: %w", err)
+	}
+	fmt.Fprintf(w, "memory per idle HTTP/3 connection (client+server): %.1f KiB\n", per/1024)
+	return nil
+}
+
+// writeSelfSigned writes a self-signed certificate (its own root) for name.
+func writeSelfSigned(dir, name string) (certFile, keyFile string, pool *x509.CertPool, kp tls.Certificate, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: name},
+		DNSNames:              []string{name},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
+	certFile, keyFile = filepath.Join(dir, "bench-cert.pem"), filepath.Join(dir, "bench-key.pem")
+	if err = errors.Join(os.WriteFile(certFile, certPEM, 0o600), os.WriteFile(keyFile, keyPEM, 0o600)); err != nil {
+		return
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return
+	}
+	pool = x509.NewCertPool()
+	pool.AddCert(leaf)
+	kp, err = tls.X509KeyPair(certPEM, keyPEM)
+	return
+}

@@ -1,0 +1,367 @@
+package l7
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+// errRouteTimeout is the cancel cause when a route's Timeout passes before
+// the upstream's response headers arrive.
+var errRouteTimeout = errors.New("route timeout")
+
+// hopByHop are the connection-specific fields of RFC 9110 §7.6.1 (plus the
+// obsolete Proxy-Connection and Keep-Alive still sent by old clients); they
+// are never forwarded. Fields named in Connection are removed too.
+var hopByHop = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+func removeHopByHop(h http.Header) {
+	for _, v := range h["Connection"] {
+		for f := range strings.SplitSeq(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				h.Del(f)
+			}
+		}
+	}
+	te := h.Get("Te")
+	for _, k := range hopByHop {
+		delete(h, k)
+	}
+	// "TE: trailers" is end-to-end in meaning for gRPC over HTTP/2 and is
+	// kept, as net/http/httputil does.
+	if strings.Contains(strings.ToLower(te), "trailers") {
+		h.Set("Te", "trailers")
+	}
+}
+
+// isIdempotent reports RFC 9110 §9.2.2 idempotent methods.
+func isIdempotent(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// bodyExpected reports methods whose requests usually carry content.
+func bodyExpected(m string) bool {
+	return m == http.MethodPost || m == http.MethodPut || m == http.MethodPatch
+}
+
+// isSafe reports RFC 9110 §9.2.1 safe methods served in 0-RTT (RFC 8470 §3
+// leaves the choice to the server; we follow the common GET/HEAD/OPTIONS).
+func isSafe(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
+
+// writeError answers with a short plain-text body naming the cause.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	if status == http.StatusServiceUnavailable {
+		h.Set("Retry-After", strconv.Itoa(int(DefaultRetryAfter/time.Second)))
+	}
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, "spooky: "+msg+"\n")
+}
+
+// clientIP is the address part of r.RemoteAddr.
+func clientIP(r *http.Request) string {
+	if h, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return h
+	}
+	return r.RemoteAddr
+}
+
+func viaValue(major, minor int) string {
+	if major >= 2 {
+		return strconv.Itoa(major) + " spooky"
+	}
+	return fmt.Sprintf("%d.%d spooky", major, minor)
+}
+
+// setForwarded adds RFC 7239 Forwarded and the de facto X-Forwarded-* fields.
+func setForwarded(out *http.Request, in *http.Request, ip string, trust bool) {
+	h := out.Header
+	if !trust {
+		h.Del("Forwarded")
+		h.Del("X-Forwarded-For")
+		h.Del("X-Forwarded-Proto")
+		h.Del("X-Forwarded-Host")
+	}
+	if prior := h.Get("X-Forwarded-For"); prior != "" {
+		h.Set("X-Forwarded-For", prior+", "+ip)
+	} else {
+		h.Set("X-Forwarded-For", ip)
+	}
+	// A trusted previous proxy's view of scheme and host is kept.
+	if !trust || h.Get("X-Forwarded-Proto") == "" {
+		h.Set("X-Forwarded-Proto", "https")
+	}
+	if !trust || h.Get("X-Forwarded-Host") == "" {
+		h.Set("X-Forwarded-Host", in.Host)
+	}
+	// RFC 7239 §6: IPv6 addresses are bracketed and quoted.
+	node := ip
+	if strings.Contains(ip, ":") {
+		node = `"[` + ip + `]"`
+	}
+	elem := "for=" + node + ";host=" + strconv.Quote(in.Host) + ";proto=https"
+	h.Add("Forwarded", elem)
+}
+
+// replayBody lets a request body be re-sent on a retry as long as nothing
+// was read from it; transports close bodies on failure, so Close is held back
+// until bytes flowed. At EOF it copies the client's trailers, which the
+// HTTP/3 server fills only then, into the outgoing request.
+type replayBody struct {
+	rc     io.ReadCloser
+	in     *http.Request
+	out    *http.Request
+	mu     sync.Mutex
+	read   bool // a byte was read: the body cannot be sent again
+	closed bool
+}
+
+func (b *replayBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if n > 0 {
+		b.mu.Lock()
+		b.read = true
+		b.mu.Unlock()
+	}
+	if err == io.EOF && b.out.Trailer != nil {
+		for k, v := range b.in.Trailer {
+			b.out.Trailer[k] = v
+		}
+	}
+	return n, err
+}
+
+func (b *replayBody) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.read || b.closed {
+		return nil
+	}
+	b.closed = true
+	return b.rc.Close()
+}
+
+func (b *replayBody) consumed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.read
+}
+
+var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// proxy sends r to route's pool and copies the answer to w.
+func (s *service) proxy(w http.ResponseWriter, r *http.Request, route *compiledRoute) {
+	start := time.Now()
+	ip := clientIP(r)
+
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	timer := time.AfterFunc(route.timeout, func() { cancel(errRouteTimeout) })
+	defer timer.Stop()
+
+	out := r.Clone(ctx)
+	out.RequestURI = ""
+	out.Close = false
+	removeHopByHop(out.Header)
+	setForwarded(out, r, ip, s.trustForwarded.Load())
+	out.Header.Add("Via", viaValue(r.ProtoMajor, r.ProtoMinor))
+	route.transforms.request(out)
+	if len(r.Trailer) > 0 {
+		out.Trailer = make(http.Header, len(r.Trailer))
+		for k := range r.Trailer {
+			out.Trailer[k] = nil
+		}
+	} else {
+		out.Trailer = nil
+	}
+	var body *replayBody
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		body = &replayBody{rc: r.Body, in: r, out: out}
+		out.Body = body
+		if r.ContentLength == -1 && !bodyExpected(r.Method) {
+			// HTTP/3 cannot tell an absent body from one of unknown length
+			// (RFC 9114 §4.1). ContentLength 0 with a body makes net/http
+			// probe it and send none if it is empty, instead of a chunked GET.
+			out.ContentLength = 0
+		}
+	} else {
+		out.Body = http.NoBody
+		out.ContentLength = 0
+	}
+	if out.Header.Get("User-Agent") == "" {
+		out.Header["User-Agent"] = []string{""} // keep Go from adding its own
+	}
+
+	var tried []*Upstream
+	var lastErr error
+	var lastUp *Upstream
+	attempts := 0
+	for {
+		u := route.pool.Select(r, ip, tried)
+		if u == nil {
+			break
+		}
+		tried = append(tried, u)
+		if !u.begin() {
+			continue // became full or its breaker closed meanwhile
+		}
+		attempts++
+		out.URL.Scheme = u.scheme
+		out.URL.Host = u.cfg.Address
+		t0 := time.Now()
+		res, err := u.transport.RoundTrip(out)
+		latency := time.Since(t0)
+		if err == nil {
+			timer.Stop()
+			u.observe(latency)
+			u.breaker.RecordMetric(res.StatusCode, latency)
+			s.copyResponse(w, res, route)
+			u.end()
+			return
+		}
+		u.end()
+		if r.Context().Err() != nil {
+			// The client left; there is nobody to answer and the upstream is not to blame.
+			u.breaker.release()
+			return
+		}
+		lastErr, lastUp = err, u
+		if errors.Is(context.Cause(ctx), errRouteTimeout) {
+			u.breaker.RecordMetric(0, latency)
+			writeError(w, http.StatusGatewayTimeout, fmt.Sprintf("upstream %s timed out after %s", u.name, route.timeout))
+			return
+		}
+		u.breaker.RecordMetric(0, latency)
+		s.log.Debug("upstream attempt failed", "route", route.name, "upstream", u.name, "error", err)
+		dialFailed := isDialError(err)
+		retryable := (dialFailed || isIdempotent(r.Method)) &&
+			(body == nil || !body.consumed()) &&
+			attempts <= route.retry.Attempts &&
+			time.Since(start) < route.retry.Window
+		if !retryable {
+			break
+		}
+	}
+	if lastErr == nil {
+		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("no available upstream in pool %s", route.pool.name))
+		return
+	}
+	if isTimeout(lastErr) && !isDialError(lastErr) {
+		writeError(w, http.StatusGatewayTimeout, fmt.Sprintf("upstream %s timed out", lastUp.name))
+		return
+	}
+	writeError(w, http.StatusBadGateway, fmt.Sprintf("upstream %s %s", lastUp.name, describe(lastErr)))
+}
+
+// isDialError reports failures to establish a connection, when the request
+// was certainly not sent, so any method may be retried.
+func isDialError(err error) bool {
+	if ope, ok := errors.AsType[*net.OpError](err); ok && ope.Op == "dial" {
+		return true
+	}
+	if _, ok := errors.AsType[*quic.HandshakeTimeoutError](err); ok {
+		return true
+	}
+	return errors.Is(err, syscall.ECONNREFUSED)
+}
+
+func isTimeout(err error) bool {
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		return true
+	}
+	return errors.Is(err, context.DeadlineExceeded)
+}
+
+// describe names the cause of a transport error in a few words.
+func describe(err error) string {
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused the connection"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return "reset the connection"
+	case isDialError(err) && isTimeout(err):
+		return "did not accept a connection in time"
+	}
+	if _, ok := errors.AsType[*quic.ApplicationError](err); ok {
+		return "closed the connection"
+	}
+	if _, ok := errors.AsType[*quic.StreamError](err); ok {
+		return "reset the stream"
+	}
+	return "failed: " + err.Error()
+}
+
+// copyResponse streams the upstream's response to the client.
+func (s *service) copyResponse(w http.ResponseWriter, res *http.Response, route *compiledRoute) {
+	defer res.Body.Close()
+	removeHopByHop(res.Header)
+	h := w.Header()
+	for k, v := range res.Header {
+		h[k] = v
+	}
+	h.Add("Via", viaValue(res.ProtoMajor, res.ProtoMinor))
+	if len(res.Trailer) > 0 {
+		names := make([]string, 0, len(res.Trailer))
+		for k := range res.Trailer {
+			names = append(names, k)
+		}
+		h["Trailer"] = []string{strings.Join(names, ", ")}
+	}
+	route.transforms.response(h)
+	w.WriteHeader(res.StatusCode)
+
+	// Stream bodies of unknown length (server-sent events, gRPC) as they
+	// come; for known lengths the writer's own buffering is cheaper.
+	flush := res.ContentLength == -1
+	rc := http.NewResponseController(w)
+	bp := copyBufPool.Get().(*[]byte)
+	defer copyBufPool.Put(bp)
+	buf := *bp
+	for {
+		n, rerr := res.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return // client gone; the deferred Close stops the upstream
+			}
+			if flush {
+				_ = rc.Flush()
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			// The status line is out; all we can do is abort the stream so
+			// the client sees a truncated response, not a complete one.
+			s.log.Debug("upstream body read failed", "route", route.name, "error", rerr)
+			panic(http.ErrAbortHandler)
+		}
+	}
+	// Declared above, so set under their own names (net/http and quic-go's
+	// http3 both send declared trailers from the header map after the body).
+	for k, v := range res.Trailer {
+		h[k] = v
+	}
+}
