@@ -389,6 +389,19 @@ type UpstreamConfig struct {
 	MaxConns int `yaml:"max_conns"`
 	// MaxRequests caps requests in flight. If zero, unlimited.
 	MaxRequests int `yaml:"max_requests"`
+	// TLS tunes how https:// and h3:// upstreams are verified.
+	TLS UpstreamTLSConfig `yaml:"tls"`
+}
+
+// UpstreamTLSConfig says how spooky verifies an upstream's certificate.
+type UpstreamTLSConfig struct {
+	// CA is a PEM file of the CAs to trust. If empty, the system's roots.
+	// Relative paths are relative to the configuration file.
+	CA string `yaml:"ca"`
+	// ServerName is sent as SNI and verified. If empty, the address's host.
+	ServerName string `yaml:"server_name"`
+	// InsecureSkipVerify accepts any certificate: for labs only.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
 }
 
 // URL returns the parsed Address (nil if it does not parse, which

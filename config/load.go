@@ -83,17 +83,26 @@ func syntaxError(err error, filename string) error {
 	return Errors{{File: filename, Line: 1, Col: 1, Msg: "yaml: " + err.Error()}}
 }
 
-// resolvePaths makes relative certificate paths relative to dir, so the
+// resolvePaths makes relative certificate and CA paths relative to dir, so the
 // configuration means the same from any working directory.
 func (c *Config) resolvePaths(dir string) {
 	for i := range c.Services {
 		for j := range c.Services[i].TLS {
 			t := &c.Services[i].TLS[j]
 			for _, p := range []*string{&t.Cert, &t.Key} {
-				if *p != "" && !filepath.IsAbs(*p) {
-					*p = filepath.Join(dir, *p)
-				}
+				resolvePath(dir, p)
 			}
 		}
+	}
+	for i := range c.Pools {
+		for j := range c.Pools[i].Upstreams {
+			resolvePath(dir, &c.Pools[i].Upstreams[j].TLS.CA)
+		}
+	}
+}
+
+func resolvePath(dir string, p *string) {
+	if *p != "" && !filepath.IsAbs(*p) {
+		*p = filepath.Join(dir, *p)
 	}
 }

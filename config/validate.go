@@ -634,6 +634,9 @@ func (v *validator) pool(pl *PoolConfig, p string) {
 		v.positive(up+".weight", u.Weight)
 		v.nonNegative(up+".max_conns", u.MaxConns)
 		v.nonNegative(up+".max_requests", u.MaxRequests)
+		if u.TLS.CA != "" {
+			v.caFile(up+".tls.ca", u.TLS.CA)
+		}
 	}
 	v.nonNegative(p+".retries.count", pl.Retries.Count)
 	v.positiveDur(p+".retries.budget", pl.Retries.Budget)
@@ -729,4 +732,16 @@ func nextPrime(n int) int {
 		n++
 	}
 	return n
+}
+
+// caFile checks that path holds at least one PEM certificate.
+func (v *validator) caFile(path, file string) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		v.errorf(path, "ca: %v", err)
+		return
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(data) {
+		v.errorf(path, "ca: %s holds no PEM certificate", file)
+	}
 }

@@ -286,6 +286,26 @@ pools: [{name: api, upstreams: [{address: "h3://198.18.2.1"}]}]
 		want: []string{`7:19: l7_server_id: ff is 1 octets; the service's cid configs have server_id_len 2`},
 	},
 	{
+		name: "an upstream CA file must exist and hold a certificate",
+		src: `services:
+  - name: edge
+    address: 198.18.0.20
+    port: 443
+    mode: l7
+    tls: [{server_names: [example.test], cert: ` + exampleCert + `, key: ` + exampleKey + `}]
+    routes: [{pool: api}]
+pools:
+  - name: api
+    upstreams:
+      - {address: "h3://198.18.2.1", tls: {ca: /nonexistent/ca.pem}}
+      - {address: "h3://198.18.2.2", tls: {ca: ` + exampleKey + `}}
+`,
+		want: []string{
+			`11:48: ca: open /nonexistent/ca.pem: no such file or directory`,
+			`12:48: ca: ../examples/certs/example.test.key holds no PEM certificate`,
+		},
+	},
+	{
 		name: "certificates must cover the server names, which are DNS names",
 		src: `services:
   - name: edge

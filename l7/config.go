@@ -81,6 +81,10 @@ type ServiceConfig struct {
 	IdleTimeout time.Duration
 	// MaxHeaderBytes bounds request header size. If zero, net/http's default (1 MB).
 	MaxHeaderBytes int
+	// ConnectionIDGenerator, if set, issues this service's QUIC connection
+	// IDs in place of Config.ConnectionIDGenerator: services on different
+	// VIPs may use different QUIC-LB configurations.
+	ConnectionIDGenerator quic.ConnectionIDGenerator
 	// TrustForwardedHeaders keeps Forwarded and X-Forwarded-* headers sent by
 	// clients and appends to them. Default false: they are replaced, since a
 	// client can forge them.
@@ -201,7 +205,7 @@ type Protocol string
 
 // Upstream protocols.
 const (
-	ProtoH1  Protocol = "h1"  // HTTP/1.1, TLS if UpstreamConfig.TLS
+	ProtoH1  Protocol = "h1"  // HTTP/1.1; with UpstreamConfig.TLS, HTTP/2 too if ALPN offers it
 	ProtoH2  Protocol = "h2"  // HTTP/2 over TLS
 	ProtoH2C Protocol = "h2c" // HTTP/2 over cleartext TCP (prior knowledge)
 	ProtoH3  Protocol = "h3"  // HTTP/3 over QUIC

@@ -166,7 +166,11 @@ func (s *Server) startService(svc *service) error {
 		return fmt.Errorf("service %s: listen udp %s: %w", svc.cfg.Name, svc.cfg.Address, err)
 	}
 	svc.udp = udp
-	svc.tr = &quic.Transport{Conn: udp, ConnectionIDGenerator: s.cidGen, ConnectionIDLength: s.cidLen}
+	gen := svc.cfg.ConnectionIDGenerator
+	if gen == nil {
+		gen = s.cidGen
+	}
+	svc.tr = &quic.Transport{Conn: udp, ConnectionIDGenerator: gen, ConnectionIDLength: s.cidLen}
 	qconf := &quic.Config{
 		MaxIdleTimeout: svc.cfg.IdleTimeout,
 		Allow0RTT:      svc.cfg.Allow0RTT,

@@ -115,6 +115,9 @@ func (u *Upstream) buildTransport() error {
 		p.SetHTTP1(true)
 		u.scheme = "http"
 		if u.cfg.TLS {
+			// Over TLS, ALPN lets the upstream choose HTTP/2 or
+			// HTTP/1.1 (RFC 7301), as an https:// URL promises.
+			p.SetHTTP2(true)
 			u.scheme = "https"
 		}
 	case ProtoH2:
