@@ -18,6 +18,10 @@ import (
 // after SIGTERM before their connections are closed.
 const shutdownGrace = 10 * time.Second
 
+// refreshSettle is how long a refresh waits for more of a burst of
+// neighbour updates before it re-applies the config.
+const refreshSettle = 200 * time.Millisecond
+
 // tier is one part of the daemon that follows the configuration.
 type tier interface {
 	// apply makes the tier serve cfg. On error the tier keeps serving
@@ -70,6 +74,14 @@ func (d *daemon) run(ctx context.Context, cfg *config.Config) error {
 			cfg = next
 			d.log.Info("reloaded", "config", d.path)
 		case <-d.refresh:
+			select {
+			case <-ctx.Done():
+				continue
+			case <-time.After(refreshSettle):
+			}
+			for len(d.refresh) > 0 {
+				<-d.refresh
+			}
 			if err := d.applyAll(ctx, cfg); err != nil {
 				d.log.Error("refresh", "err", err)
 			}

@@ -44,7 +44,7 @@ func run(ctx context.Context, args []string, e env) int {
 		ExitErrHandler: func(*cli.Context, error) {},
 		Commands:       commands(e),
 	}
-	if err := app.RunContext(ctx, args); err != nil {
+	if err := app.RunContext(ctx, interspersed(app.Commands, args)); err != nil {
 		fmt.Fprintf(e.stderr, "spooky: %v\n", err)
 		return 1
 	}

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/spooky-lb/spooky/bpf"
+	"github.com/spooky-lb/spooky/forwarder"
+)
+
+// statsCommand prints the XDP counters of an interface from its pinned maps.
+func statsCommand(e env) *cli.Command {
+	return &cli.Command{
+		Name:      "stats",
+		Usage:     "print the XDP counters of IFACE (per VIP, per backend, per reason)",
+		ArgsUsage: "IFACE",
+		Flags: []cli.Flag{
+			pinRootFlag,
+			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+		},
+		Action: func(c *cli.Context) error {
+			iface, err := oneArg(c, "stats", "IFACE")
+			if err != nil {
+				return err
+			}
+			st, err := forwarder.ReadStats(c.String("pin-root"), iface)
+			if err != nil {
+				return fmt.Errorf("stats: %w", err)
+			}
+			if c.Bool("json") {
+				enc := json.NewEncoder(e.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			printStats(e, st)
+			return nil
+		},
+	}
+}
+
+func printStats(e env, st *forwarder.Stats) {
+	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "VIP\tMODE\tPACKETS\tBYTES\tBY CID\tBY CID CACHE\tBY FLOW\tBY MAGLEV\t")
+	for _, v := range st.VIPs {
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t\n", v.Address, v.Mode, v.Packets, v.Bytes, v.CID, v.CIDCache, v.Flow, v.Maglev)
+	}
+	fmt.Fprintln(w, "\t\t\t\t\t\t\t\t")
+	fmt.Fprintln(w, "BACKEND\tADDRESS\tSTATE\tPACKETS\tBYTES\t")
+	for _, b := range st.Backends {
+		fmt.Fprintf(w, "%d\t%s\t%s\t%d\t%d\t\n", b.Index, b.Address, b.State, b.Packets, b.Bytes)
+	}
+	fmt.Fprintln(w, "\t\t\t\t\t")
+	fmt.Fprintln(w, "REASON\tPACKETS\t")
+	for r := 0; r < bpf.NumReasons; r++ {
+		name := bpf.Reason(r).String()
+		fmt.Fprintf(w, "%s\t%d\t\n", name, st.Reasons[name])
+	}
+	w.Flush()
+}

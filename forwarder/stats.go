@@ -1,0 +1,153 @@
+package forwarder
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/spooky-lb/spooky/bpf"
+)
+
+// Stats are the XDP program's counters, summed over CPUs.
+type Stats struct {
+	VIPs     []VIPStats     `json:"vips"`
+	Backends []BackendStats `json:"backends"`
+	// Reasons counts packets by verdict reason and events on the way,
+	// by name (bpf.Reason.String), including zeros.
+	Reasons map[string]uint64 `json:"reasons"`
+}
+
+// VIPStats are one VIP's counters: forwarded packets, by path.
+type VIPStats struct {
+	ID       uint32         `json:"id"`
+	Address  netip.AddrPort `json:"address"`
+	Mode     string         `json:"mode"`
+	Packets  uint64         `json:"packets"`
+	Bytes    uint64         `json:"bytes"`
+	CID      uint64         `json:"by_cid"`
+	CIDCache uint64         `json:"by_cid_cache"`
+	Flow     uint64         `json:"by_flow"`
+	Maglev   uint64         `json:"by_maglev"`
+}
+
+// BackendStats are one backend slot's counters.
+type BackendStats struct {
+	Index   uint32     `json:"index"`
+	Address netip.Addr `json:"address"`
+	State   string     `json:"state"`
+	Packets uint64     `json:"packets"`
+	Bytes   uint64     `json:"bytes"`
+}
+
+// ReadStats reads the counters pinned for iface under root (DefaultPinRoot
+// if empty). Backend slots that are empty and never counted are left out.
+func ReadStats(root, iface string) (*Stats, error) {
+	names := []string{"vips", "backends", "vip_stats", "backend_stats", "reason_stats"}
+	maps := map[string]*ebpf.Map{}
+	defer func() {
+		for _, m := range maps {
+			m.Close()
+		}
+	}()
+	for _, n := range names {
+		m, err := OpenPinnedMap(root, iface, n)
+		if err != nil {
+			return nil, err
+		}
+		maps[n] = m
+	}
+	st := &Stats{Reasons: map[string]uint64{}}
+
+	var key bpf.VIPKey
+	var info bpf.VIPInfo
+	it := maps["vips"].Iterate()
+	for it.Next(&key, &info) {
+		var per []bpf.VIPCounters
+		if err := maps["vip_stats"].Lookup(info.Id, &per); err != nil {
+			return nil, fmt.Errorf("read vip_stats[%d]: %w", info.Id, err)
+		}
+		v := VIPStats{ID: info.Id, Address: vipAddrPort(key), Mode: "l4"}
+		if info.Mode == bpf.ModeL7 {
+			v.Mode = "l7"
+		}
+		for _, c := range per {
+			v.Packets += c.Packets
+			v.Bytes += c.Bytes
+			v.CID += c.Cid
+			v.CIDCache += c.CidCache
+			v.Flow += c.Flow
+			v.Maglev += c.Maglev
+		}
+		st.VIPs = append(st.VIPs, v)
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("iterate vips: %w", err)
+	}
+	sort.Slice(st.VIPs, func(i, j int) bool { return st.VIPs[i].ID < st.VIPs[j].ID })
+
+	for i := uint32(0); i < bpf.MaxBackends; i++ {
+		var b bpf.Backend
+		if err := maps["backends"].Lookup(i, &b); err != nil {
+			return nil, fmt.Errorf("read backends[%d]: %w", i, err)
+		}
+		var per []bpf.BackendCounters
+		if err := maps["backend_stats"].Lookup(i, &per); err != nil {
+			return nil, fmt.Errorf("read backend_stats[%d]: %w", i, err)
+		}
+		s := BackendStats{Index: i, Address: backendAddr(b), State: backendState(b)}
+		for _, c := range per {
+			s.Packets += c.Packets
+			s.Bytes += c.Bytes
+		}
+		if b.Family == bpf.FamilyNone && s.Packets == 0 {
+			continue
+		}
+		st.Backends = append(st.Backends, s)
+	}
+
+	for r := 0; r < bpf.NumReasons; r++ {
+		var per []uint64
+		if err := maps["reason_stats"].Lookup(uint32(r), &per); err != nil {
+			return nil, fmt.Errorf("read reason_stats[%d]: %w", r, err)
+		}
+		var sum uint64
+		for _, c := range per {
+			sum += c
+		}
+		st.Reasons[bpf.Reason(r).String()] = sum
+	}
+	return st, nil
+}
+
+func vipAddrPort(k bpf.VIPKey) netip.AddrPort {
+	port := k.Port<<8 | k.Port>>8
+	if k.Family == bpf.FamilyIPv4 {
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte(k.Addr[:4])), port)
+	}
+	return netip.AddrPortFrom(netip.AddrFrom16(k.Addr), port)
+}
+
+func backendAddr(b bpf.Backend) netip.Addr {
+	switch b.Family {
+	case bpf.FamilyIPv4:
+		return netip.AddrFrom4([4]byte(b.Addr[:4]))
+	case bpf.FamilyIPv6:
+		return netip.AddrFrom16(b.Addr)
+	}
+	return netip.Addr{}
+}
+
+func backendState(b bpf.Backend) string {
+	switch {
+	case b.Family == bpf.FamilyNone:
+		return "removed"
+	case b.Flags&bpf.BackendHealthy != 0:
+		return "healthy"
+	case b.Flags&bpf.BackendDraining != 0:
+		return "draining"
+	}
+	return "unusable"
+}
+

@@ -1,0 +1,331 @@
+package forwarder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/spooky-lb/spooky/bpf"
+	"github.com/spooky-lb/spooky/config"
+)
+
+// DefaultPinRoot is where spooky pins the maps and XDP link of each
+// interface, in a directory named after it: a restarted daemon adopts
+// them, so forwarding never stops and flows are kept.
+const DefaultPinRoot = "/sys/fs/bpf/spooky"
+
+// Errors a caller of Attach may branch on.
+var (
+	ErrNoInterface = errors.New("no such interface")
+	ErrNoBPFFS     = errors.New("not on a bpf filesystem")
+	ErrPrivilege   = errors.New("not permitted (needs root, or CAP_BPF and CAP_NET_ADMIN)")
+)
+
+// XDPMode selects how the program attaches.
+type XDPMode string
+
+// XDP attach modes.
+const (
+	// XDPNative runs in the driver: what production runs.
+	XDPNative XDPMode = "native"
+	// XDPGeneric runs after the kernel built an skb: works on every
+	// driver, at a fraction of the speed.
+	XDPGeneric XDPMode = "generic"
+)
+
+// AttachOptions configure Attach.
+type AttachOptions struct {
+	// Interface is the edge interface. Required.
+	Interface string
+	// Mode is native or generic. If empty, native.
+	Mode XDPMode
+	// PinRoot is a directory on a bpffs. If empty, DefaultPinRoot.
+	PinRoot string
+	// Logger receives changes and problems. If nil, slog.Default().
+	Logger *slog.Logger
+}
+
+// XDP is the fast path attached to one interface: the loaded program and
+// maps (pinned), the link, and the planner and syncer that keep the maps
+// equal to the configuration.
+type XDP struct {
+	link    netlink.Link
+	pinDir  string
+	objs    *bpf.LBObjects
+	xdpLink link.Link
+	planner *Planner
+	syncer  *Syncer
+	log     *slog.Logger
+
+	mu      sync.Mutex // serialises Apply
+	current *config.Config
+}
+
+// PinDir returns the pin directory of iface under root.
+func PinDir(root, iface string) string {
+	if root == "" {
+		root = DefaultPinRoot
+	}
+	return filepath.Join(root, iface)
+}
+
+// linkPin is the file the XDP link is pinned at, inside the pin directory.
+const linkPin = "link"
+
+// Attach loads the XDP program with its maps pinned in the interface's pin
+// directory and attaches it. If an earlier run left pins there, the maps
+// are reused and the pinned link is switched to the new program in one
+// step (XDP link update), so no packet is missed and every flow is kept.
+// Nothing is routed until Apply.
+func Attach(opts AttachOptions) (*XDP, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	l, err := netlink.LinkByName(opts.Interface)
+	if err != nil {
+		return nil, fmt.Errorf("interface %q: %w", opts.Interface, ErrNoInterface)
+	}
+	root := opts.PinRoot
+	if root == "" {
+		root = DefaultPinRoot
+	}
+	if err := checkBPFFS(root); err != nil {
+		return nil, err
+	}
+	dir := PinDir(root, opts.Interface)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, privilege(fmt.Errorf("create pin directory: %w", err))
+	}
+	objs, err := bpf.LoadLB(&bpf.LoadOptions{PinPath: dir})
+	if err != nil {
+		return nil, privilege(fmt.Errorf("load xdp program: %w", err))
+	}
+	x := &XDP{
+		link:    l,
+		pinDir:  dir,
+		objs:    objs,
+		planner: NewPlanner(&Resolver{Link: l}, log),
+		syncer:  NewSyncer(objs, log),
+		log:     log,
+	}
+	if err := x.attachProgram(opts.Mode); err != nil {
+		objs.Close()
+		return nil, err
+	}
+	if err := x.setLBConfig(); err != nil {
+		x.Close()
+		return nil, err
+	}
+	return x, nil
+}
+
+func (x *XDP) attachProgram(mode XDPMode) error {
+	name := x.link.Attrs().Name
+	pin := filepath.Join(x.pinDir, linkPin)
+	if l, err := link.LoadPinnedLink(pin, nil); err == nil {
+		if err := l.Update(x.objs.XdpLb); err != nil {
+			l.Close()
+			return fmt.Errorf("replace xdp program on %s: %w", name, err)
+		}
+		x.xdpLink = l
+		x.log.Info("adopted pinned xdp link", "interface", name, "pin", pin)
+		return nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("open pinned link %s: %w", pin, err)
+	}
+	var flags link.XDPAttachFlags
+	switch mode {
+	case XDPNative, "":
+		flags = link.XDPDriverMode
+	case XDPGeneric:
+		flags = link.XDPGenericMode
+	default:
+		return fmt.Errorf("xdp mode %q: want native or generic", mode)
+	}
+	l, err := link.AttachXDP(link.XDPOptions{
+		Program:   x.objs.XdpLb,
+		Interface: x.link.Attrs().Index,
+		Flags:     flags,
+	})
+	if err != nil {
+		return privilege(fmt.Errorf("attach xdp to %s (%s mode): %w", name, mode, err))
+	}
+	// An XDP link dies with its last fd unless pinned (lab-facts); the
+	// pin is what lets the daemon restart without a gap.
+	if err := l.Pin(pin); err != nil {
+		l.Close()
+		return fmt.Errorf("pin xdp link of %s: %w", name, err)
+	}
+	x.xdpLink = l
+	x.log.Info("attached xdp", "interface", name, "mode", mode, "pin", pin)
+	return nil
+}
+
+// setLBConfig writes the interface's MAC and first global address of each
+// family: the source MAC of forwarded frames and the outer source of ipip.
+func (x *XDP) setLBConfig() error {
+	var addr4, addr6 netip.Addr
+	addrs, err := netlink.AddrList(x.link, netlink.FAMILY_ALL)
+	if err != nil {
+		return fmt.Errorf("list addresses of %s: %w", x.link.Attrs().Name, err)
+	}
+	for _, a := range addrs {
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if !ok || !ip.IsGlobalUnicast() {
+			continue
+		}
+		ip = ip.Unmap()
+		if ip.Is4() && !addr4.IsValid() {
+			addr4 = ip
+		} else if ip.Is6() && !addr6.IsValid() {
+			addr6 = ip
+		}
+	}
+	c, err := bpf.NewLBConfig(x.link.Attrs().HardwareAddr, addr4, addr6)
+	if err != nil {
+		return err
+	}
+	return x.syncer.SetLB(c)
+}
+
+// Apply programs the maps for cfg. On error the maps may hold part of the
+// new state but never a half-written table; the caller may Apply the
+// previous config again. Backends that cannot be reached are left out of
+// the tables and logged; they do not fail the Apply.
+func (x *XDP) Apply(ctx context.Context, cfg *config.Config) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	d, err := x.planner.Plan(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	for _, p := range d.Problems {
+		x.log.Warn("backend left out of the tables", "err", p)
+	}
+	if err := x.syncer.Apply(d); err != nil {
+		return err
+	}
+	x.current = cfg
+	x.log.Info("applied config", "vips", len(d.VIPs), "backends", len(d.Backends), "server_ids", len(d.ServerIDs))
+	return nil
+}
+
+// Refresh re-resolves next hops and re-applies the current config; call it
+// when neighbours change.
+func (x *XDP) Refresh(ctx context.Context) error {
+	x.mu.Lock()
+	cfg := x.current
+	x.mu.Unlock()
+	if cfg == nil {
+		return nil
+	}
+	return x.Apply(ctx, cfg)
+}
+
+// Resolver returns the next-hop resolver of the interface.
+func (x *XDP) Resolver() *Resolver { return &Resolver{Link: x.link} }
+
+// Objects returns the loaded program and maps.
+func (x *XDP) Objects() *bpf.LBObjects { return x.objs }
+
+// Close releases the daemon's handles. The program stays attached and the
+// maps stay pinned: packets keep flowing until Detach.
+func (x *XDP) Close() error {
+	var errs []error
+	if x.xdpLink != nil {
+		errs = append(errs, x.xdpLink.Close())
+	}
+	errs = append(errs, x.objs.Close())
+	return errors.Join(errs...)
+}
+
+// Detach removes the program from iface and deletes its pins under root,
+// including the maps (and so the flows and counters).
+func Detach(root, iface string) error {
+	if err := checkBPFFS(rootOrDefault(root)); err != nil {
+		return err
+	}
+	return detachDir(PinDir(root, iface), iface)
+}
+
+// detachDir unpins the XDP link pinned in dir, which detaches its program,
+// and removes dir with every map pinned in it.
+func detachDir(dir, iface string) error {
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%s: nothing attached (no pins at %s)", iface, dir)
+	}
+	pin := filepath.Join(dir, linkPin)
+	if l, err := link.LoadPinnedLink(pin, nil); err == nil {
+		// Unpinning drops the last reference once our fd closes, which
+		// detaches the program.
+		if err := l.Unpin(); err != nil {
+			l.Close()
+			return fmt.Errorf("unpin xdp link of %s: %w", iface, err)
+		}
+		l.Close()
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return privilege(fmt.Errorf("open pinned link %s: %w", pin, err))
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove pins of %s: %w", iface, err)
+	}
+	return nil
+}
+
+// OpenPinnedMap opens one of the maps pinned for iface, read-only.
+func OpenPinnedMap(root, iface, name string) (*ebpf.Map, error) {
+	path := filepath.Join(PinDir(root, iface), name)
+	m, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true})
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%s: nothing attached (no map pinned at %s)", iface, path)
+	}
+	if err != nil {
+		return nil, privilege(fmt.Errorf("open %s: %w", path, err))
+	}
+	return m, nil
+}
+
+func rootOrDefault(root string) string {
+	if root == "" {
+		return DefaultPinRoot
+	}
+	return root
+}
+
+// checkBPFFS fails unless dir (or, if it does not exist yet, its parent)
+// is on a bpf filesystem.
+func checkBPFFS(dir string) error {
+	for p := dir; ; p = filepath.Dir(p) {
+		var st unix.Statfs_t
+		err := unix.Statfs(p, &st)
+		if err == nil {
+			if st.Type != unix.BPF_FS_MAGIC {
+				return fmt.Errorf("%s: %w (mount one: mount -t bpf bpf /sys/fs/bpf)", p, ErrNoBPFFS)
+			}
+			return nil
+		}
+		if !errors.Is(err, unix.ENOENT) || p == filepath.Dir(p) {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+	}
+}
+
+// privilege marks permission errors with ErrPrivilege so the CLI can say
+// what is missing.
+func privilege(err error) error {
+	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+		return fmt.Errorf("%w: %w", ErrPrivilege, err)
+	}
+	return err
+}
