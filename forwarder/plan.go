@@ -9,6 +9,7 @@ import (
 
 	"github.com/spooky-lb/spooky/bpf"
 	"github.com/spooky-lb/spooky/config"
+	"github.com/spooky-lb/spooky/health"
 )
 
 // Desired is what the XDP maps must hold for one configuration: the
@@ -48,8 +49,20 @@ type Planner struct {
 	vips     *ids
 	backends *ids
 	hops     HopResolver
+	health   *health.Registry
 	log      *slog.Logger
 }
+
+// SetHealth makes later plans follow r: unhealthy backends leave the
+// Maglev tables and lose their server IDs (their connections then hash to
+// a live backend, which resets them, so clients fail fast); draining ones
+// leave the tables but keep their server IDs, so established connections
+// finish. Health is keyed by BackendTarget. If never set, every backend
+// whose next hop resolves is healthy.
+func (p *Planner) SetHealth(r *health.Registry) { p.health = r }
+
+// BackendTarget is the health.Registry key of a backend of a service.
+func BackendTarget(service, backend string) string { return service + "/" + backend }
 
 // NewPlanner returns a Planner resolving next hops with hops. If log is
 // nil, slog.Default() is used.
@@ -64,10 +77,6 @@ func NewPlanner(hops HopResolver, log *slog.Logger) *Planner {
 		log:      log,
 	}
 }
-
-// backendKey names a backend slot: backends are per service, so counters
-// and health are per service too.
-func backendKey(service, backend string) string { return service + "/" + backend }
 
 // Plan computes the desired map contents for cfg, which must be valid.
 // VIPs in forwarding mode proxy are left out: the userspace forwarder
@@ -87,7 +96,7 @@ func (p *Planner) Plan(ctx context.Context, cfg *config.Config) (*Desired, error
 		vipKeys = append(vipKeys, s.Name)
 		if s.Mode == config.ModeL4 {
 			for _, b := range s.Backends {
-				backendKeys = append(backendKeys, backendKey(s.Name, b.Name))
+				backendKeys = append(backendKeys, BackendTarget(s.Name, b.Name))
 			}
 		}
 	}
@@ -148,13 +157,21 @@ func (p *Planner) planService(ctx context.Context, d *Desired, s *config.Service
 	var ring []MaglevBackend
 	var ringIndex []uint32
 	for _, b := range s.Backends {
-		index := backendIDs[backendKey(s.Name, b.Name)]
+		index := backendIDs[BackendTarget(s.Name, b.Name)]
 		backend, err := p.backend(ctx, s, b)
 		if err != nil {
 			d.Problems = append(d.Problems, fmt.Errorf("service %q backend %q: %w", s.Name, b.Name, err))
 		}
+		if p.health != nil && backend.Flags != 0 {
+			switch p.health.Get(BackendTarget(s.Name, b.Name)).State {
+			case health.Unhealthy:
+				backend.Flags = 0
+			case health.Draining:
+				backend.Flags = bpf.BackendDraining
+			}
+		}
 		d.Backends[index] = backend
-		if len(b.ServerID) > 0 {
+		if len(b.ServerID) > 0 && backend.Flags != 0 {
 			key, err := bpf.NewServerIDKey(vipID, b.ServerID)
 			if err != nil {
 				return fmt.Errorf("backend %q: %w", b.Name, err)
