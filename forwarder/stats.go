@@ -150,4 +150,3 @@ func backendState(b bpf.Backend) string {
 	}
 	return "unusable"
 }
-
