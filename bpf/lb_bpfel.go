@@ -67,6 +67,12 @@ const (
 	lbFamilyFAMILY_IPV6 lbFamily = 6
 )
 
+type lbFlowCacheEntry struct {
+	_     structs.HostLayout
+	Key   lbFlowKey
+	State lbFlowState
+}
+
 type lbFlowKey struct {
 	_       structs.HostLayout
 	Src     [16]uint8
@@ -76,10 +82,10 @@ type lbFlowKey struct {
 }
 
 type lbFlowState struct {
-	_          structs.HostLayout
-	Backend    uint32
-	Pad        uint32
-	LastSeenNs uint64
+	_           structs.HostLayout
+	Backend     uint32
+	SeenJiffies uint32
+	LastSeenNs  uint64
 }
 
 type lbForwarding uint8
@@ -140,6 +146,22 @@ type lbServerIdKey struct {
 	Sid   [15]uint8
 }
 
+type lbSidCacheEntry struct {
+	_       structs.HostLayout
+	Gen     uint64
+	Key     lbServerIdKey
+	Backend uint32
+}
+
+type lbVipCacheEntry struct {
+	_       structs.HostLayout
+	Gen     uint64
+	Key     lbVipKey
+	Present uint32
+	Info    lbVipInfo
+	_       [4]byte
+}
+
 type lbVipCounters struct {
 	_        structs.HostLayout
 	Packets  uint64
@@ -190,12 +212,16 @@ const (
 const (
 	lbMapBackendStats = "backend_stats"
 	lbMapBackends     = "backends"
+	lbMapCacheGen     = "cache_gen"
 	lbMapCidCache     = "cid_cache"
 	lbMapConfig       = "config"
+	lbMapFlowCache    = "flow_cache"
 	lbMapFlows        = "flows"
 	lbMapMaglev       = "maglev"
 	lbMapReasonStats  = "reason_stats"
 	lbMapServerIds    = "server_ids"
+	lbMapSidCache     = "sid_cache"
+	lbMapVipCache     = "vip_cache"
 	lbMapVipStats     = "vip_stats"
 	lbMapVips         = "vips"
 	lbProgXdpLb       = "xdp_lb"
@@ -252,12 +278,16 @@ type lbProgramSpecs struct {
 type lbMapSpecs struct {
 	BackendStats *ebpf.MapSpec `ebpf:"backend_stats"`
 	Backends     *ebpf.MapSpec `ebpf:"backends"`
+	CacheGen     *ebpf.MapSpec `ebpf:"cache_gen"`
 	CidCache     *ebpf.MapSpec `ebpf:"cid_cache"`
 	Config       *ebpf.MapSpec `ebpf:"config"`
+	FlowCache    *ebpf.MapSpec `ebpf:"flow_cache"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
 	Maglev       *ebpf.MapSpec `ebpf:"maglev"`
 	ReasonStats  *ebpf.MapSpec `ebpf:"reason_stats"`
 	ServerIds    *ebpf.MapSpec `ebpf:"server_ids"`
+	SidCache     *ebpf.MapSpec `ebpf:"sid_cache"`
+	VipCache     *ebpf.MapSpec `ebpf:"vip_cache"`
 	VipStats     *ebpf.MapSpec `ebpf:"vip_stats"`
 	Vips         *ebpf.MapSpec `ebpf:"vips"`
 }
@@ -290,12 +320,16 @@ func (o *lbObjects) Close() error {
 type lbMaps struct {
 	BackendStats *ebpf.Map `ebpf:"backend_stats"`
 	Backends     *ebpf.Map `ebpf:"backends"`
+	CacheGen     *ebpf.Map `ebpf:"cache_gen"`
 	CidCache     *ebpf.Map `ebpf:"cid_cache"`
 	Config       *ebpf.Map `ebpf:"config"`
+	FlowCache    *ebpf.Map `ebpf:"flow_cache"`
 	Flows        *ebpf.Map `ebpf:"flows"`
 	Maglev       *ebpf.Map `ebpf:"maglev"`
 	ReasonStats  *ebpf.Map `ebpf:"reason_stats"`
 	ServerIds    *ebpf.Map `ebpf:"server_ids"`
+	SidCache     *ebpf.Map `ebpf:"sid_cache"`
+	VipCache     *ebpf.Map `ebpf:"vip_cache"`
 	VipStats     *ebpf.Map `ebpf:"vip_stats"`
 	Vips         *ebpf.Map `ebpf:"vips"`
 }
@@ -304,12 +338,16 @@ func (m *lbMaps) Close() error {
 	return _LbClose(
 		m.BackendStats,
 		m.Backends,
+		m.CacheGen,
 		m.CidCache,
 		m.Config,
+		m.FlowCache,
 		m.Flows,
 		m.Maglev,
 		m.ReasonStats,
 		m.ServerIds,
+		m.SidCache,
+		m.VipCache,
 		m.VipStats,
 		m.Vips,
 	)

@@ -275,3 +275,31 @@ func mustLookupFlow(tb testing.TB, objs *LBObjects, vipID uint32, src netip.Addr
 	}
 	return fs, true
 }
+
+func mustInvalidateCaches(tb testing.TB, objs *LBObjects) {
+	tb.Helper()
+	if err := InvalidateCaches(objs); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// mustLookupCachedFlow finds key in flow_cache on any CPU.
+func mustLookupCachedFlow(tb testing.TB, objs *LBObjects, key FlowKey) (FlowState, bool) {
+	tb.Helper()
+	var (
+		slot   uint32
+		perCPU []FlowCacheEntry
+	)
+	it := objs.FlowCache.Iterate()
+	for it.Next(&slot, &perCPU) {
+		for _, e := range perCPU {
+			if e.Key == key && e.State.LastSeenNs != 0 {
+				return e.State, true
+			}
+		}
+	}
+	if err := it.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	return FlowState{}, false
+}

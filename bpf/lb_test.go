@@ -290,9 +290,11 @@ func lbCases() []lbCase {
 	}
 }
 
+// wantFlow checks that XDP recorded the flow of src in flow_cache (on the
+// CPU the test ran on, whichever that was).
 func wantFlow(vipID uint32, src netip.AddrPort, be uint32) func(*testing.T, *LBObjects) {
 	return func(t *testing.T, objs *LBObjects) {
-		fs, ok := mustLookupFlow(t, objs, vipID, src)
+		fs, ok := mustLookupCachedFlow(t, objs, NewFlowKey(vipID, src))
 		if !ok {
 			t.Fatalf("no flow recorded for %v", src)
 		}
@@ -308,11 +310,23 @@ func TestLBRoutesPackets(t *testing.T) {
 	if len(cases) < 40 {
 		t.Fatalf("only %d cases", len(cases))
 	}
+	// The caches must not change any decision: every case runs with them
+	// off (Go never called InvalidateCaches) and on.
+	for _, cached := range []bool{false, true} {
+		mode := map[bool]string{false: "with the caches off", true: "with the caches on"}[cached]
+		t.Run(mode, func(t *testing.T) { runLBCases(t, cases, cached) })
+	}
+}
+
+func runLBCases(t *testing.T, cases []lbCase, cached bool) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			objs := mustWorld(t)
 			if tc.setup != nil {
 				tc.setup(t, objs)
+			}
+			if cached {
+				mustInvalidateCaches(t, objs)
 			}
 			before := mustCounters(t, objs)
 			verdict, out := mustRun(t, objs.XdpLb, tc.in)

@@ -61,7 +61,16 @@ func (s *Syncer) Apply(d *Desired) error {
 			return fmt.Errorf("vip %q: %w", vip.Service, err)
 		}
 	}
-	return s.removeStale(d)
+	// XDP keeps per-CPU copies of vips and server_ids until told they are
+	// stale: once after the switches, so no CPU keeps using an old table,
+	// and once after the removals.
+	if err := bpf.InvalidateCaches(s.objs); err != nil {
+		return err
+	}
+	if err := s.removeStale(d); err != nil {
+		return err
+	}
+	return bpf.InvalidateCaches(s.objs)
 }
 
 func (s *Syncer) applyVIP(key bpf.VIPKey, vip DesiredVIP) error {
@@ -164,15 +173,8 @@ func (s *Syncer) removeStale(d *Desired) error {
 	}
 	// Flows and cached CIDs of a freed index belong to the backend that
 	// left; a backend that takes the index later must not inherit them.
-	var fk bpf.FlowKey
-	var fs bpf.FlowState
-	var staleFlows []bpf.FlowKey
-	for it := s.objs.Flows.Iterate(); it.Next(&fk, &fs); {
-		if freed[fs.Backend] {
-			staleFlows = append(staleFlows, fk)
-		}
-	}
-	if err := deleteKeys(s.objs.Flows, staleFlows); err != nil {
+	// DeleteFlows clears both flows (Go's) and flow_cache (XDP's).
+	if _, err := bpf.DeleteFlows(s.objs, func(_ bpf.FlowKey, fs bpf.FlowState) bool { return freed[fs.Backend] }); err != nil {
 		return fmt.Errorf("remove flows of freed backends: %w", err)
 	}
 	var ck bpf.CIDKey

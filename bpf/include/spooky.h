@@ -31,6 +31,14 @@
 #define MAX_SERVER_IDS 65536
 #define MAX_CID_CACHE 65536
 #define MAX_FLOWS 262144
+/* Per-CPU caches in front of the hash maps (lb.c "Caches"). Powers of two:
+ * the slot is the top bits of a multiplicative hash. */
+#define VIP_CACHE_BITS 8
+#define SID_CACHE_BITS 10
+#define FLOW_CACHE_BITS 15
+#define VIP_CACHE_SIZE (1U << VIP_CACHE_BITS)
+#define SID_CACHE_SIZE (1U << SID_CACHE_BITS)
+#define FLOW_CACHE_SIZE (1U << FLOW_CACHE_BITS)
 
 /* QUIC-LB limits (draft-ietf-quic-load-balancers-21 §3, §5.3). */
 #define CID_CONFIGS 7      /* codepoints 0..6; 0b111 means unroutable (§3.2) */
@@ -39,6 +47,10 @@
 
 /* Flow table entries are refreshed at most this often (limits writes). */
 #define FLOW_REFRESH_NS 1000000000ULL
+/* flow_cache entries are refreshed when this many jiffies have passed
+ * (0.064 s at HZ=1000, 0.64 s at HZ=100): bpf_jiffies64 is inlined by the
+ * verifier, bpf_ktime_get_coarse_ns is a helper call (~18 ns here). */
+#define FLOW_REFRESH_JIFFIES 64
 
 /* Seed of flow_hash (see hash.h): "Sp0k". */
 #define FLOW_HASH_SEED 0x5370306bU
@@ -153,13 +165,42 @@ struct flow_key {
 	__u16 pad;
 };
 
-/* flows value. */
+/* flows and flow_cache value. */
 struct flow_state {
 	__u32 backend;
-	__u32 pad;
+	/* flow_cache only: low 32 bits of jiffies when last_seen_ns was last
+	 * written (XDP's cheap clock for deciding when to refresh it). */
+	__u32 seen_jiffies;
 	/* CLOCK_MONOTONIC ns (bpf_ktime_get_coarse_ns, so jiffy resolution) of
-	 * the last packet, updated at most every FLOW_REFRESH_NS. */
+	 * the last packet, updated at most every FLOW_REFRESH_NS (flows) or
+	 * FLOW_REFRESH_JIFFIES (flow_cache). */
 	__u64 last_seen_ns;
+};
+
+/* flow_cache value (per-CPU array of FLOW_CACHE_SIZE, slot = hash of the
+ * key): the flows XDP itself decided by Maglev. An empty slot has
+ * key.vip_id == 0 and state.backend == 0 and last_seen_ns == 0. */
+struct flow_cache_entry {
+	struct flow_key key;
+	struct flow_state state;
+};
+
+/* vip_cache value (per-CPU, internal to XDP): a copy of a vips entry,
+ * valid while gen equals cache_gen[0] (which Go bumps after writing vips
+ * or server_ids; 0 disables the caches). present = 0 caches "no VIP". */
+struct vip_cache_entry {
+	__u64 gen;
+	struct vip_key key;
+	__u32 present;
+	struct vip_info info;
+};
+
+/* sid_cache value (per-CPU, internal to XDP): a copy of a server_ids
+ * entry, valid while gen equals cache_gen[0]. */
+struct sid_cache_entry {
+	__u64 gen;
+	struct server_id_key key;
+	__u32 backend;
 };
 
 /* config map value (array of one): this load balancer's own addresses. */
@@ -211,7 +252,7 @@ enum reason {
 	REASON_CID_BACKEND_UNUSABLE,     /* CID names an unusable backend */
 	REASON_CID_CACHE_MISS,           /* encrypted DCID not in cid_cache */
 	REASON_FLOW_BACKEND_UNUSABLE,    /* flow entry names unusable backend */
-	REASON_FLOW_INSERT_FAILED,       /* flows update returned an error */
+	REASON_FLOW_INSERT_FAILED,       /* unused: XDP records flows in flow_cache */
 	REASON_MAX,
 };
 

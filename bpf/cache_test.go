@@ -1,0 +1,226 @@
+package bpf
+
+import (
+	"net/netip"
+	"runtime"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// pinToOneCPU keeps the calling test on one CPU, so that every
+// BPF_PROG_TEST_RUN sees the same per-CPU caches. The goroutine stays
+// locked to its thread, which ends with the test.
+func pinToOneCPU(tb testing.TB) {
+	tb.Helper()
+	runtime.LockOSThread()
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		tb.Fatal(err)
+	}
+	for cpu := 0; cpu < 1024; cpu++ {
+		if set.IsSet(cpu) {
+			set.Zero()
+			set.Set(cpu)
+			if err := unix.SchedSetaffinity(0, &set); err != nil {
+				tb.Fatal(err)
+			}
+			return
+		}
+	}
+	tb.Fatal("no CPU in the affinity mask")
+}
+
+// mustRoute runs in and checks verdict and, for XDP_TX, the backend whose
+// MAC the frame now carries (0: not forwarded).
+func mustRoute(tb testing.TB, objs *LBObjects, in []byte, wantVerdict uint32, wantBackend uint32) {
+	tb.Helper()
+	verdict, out := mustRun(tb, objs.XdpLb, in)
+	if verdict != wantVerdict {
+		tb.Fatalf("verdict = %d, want %d", verdict, wantVerdict)
+	}
+	if wantBackend != 0 && string(out[:6]) != string(backendMAC(wantBackend)) {
+		tb.Fatalf("sent to %x, want backend %d (%s)", out[:6], wantBackend, backendMAC(wantBackend))
+	}
+}
+
+func TestInvalidateCachesBumpsTheGeneration(t *testing.T) {
+	objs := mustLoadLB(t)
+	for want := uint64(1); want <= 3; want++ {
+		mustInvalidateCaches(t, objs)
+		var gen uint64
+		if err := objs.CacheGen.Lookup(uint32(0), &gen); err != nil {
+			t.Fatal(err)
+		}
+		if gen != want {
+			t.Fatalf("generation %d after %d calls", gen, want)
+		}
+	}
+	mustPut(t, objs.CacheGen, uint32(0), ^uint64(0))
+	mustInvalidateCaches(t, objs)
+	var gen uint64
+	if err := objs.CacheGen.Lookup(uint32(0), &gen); err != nil {
+		t.Fatal(err)
+	}
+	if gen != 1 {
+		t.Fatalf("generation wrapped to %d, want 1 (0 turns the caches off)", gen)
+	}
+}
+
+func TestCachesFollowTheMapsOnceInvalidated(t *testing.T) {
+	skipUnlessRoot(t)
+	sid1, err := NewServerIDKey(0, []byte{0, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	short := frame{src: client4, dst: vipL2, payload: shortHeader(plainCID(1))}.bytes()
+	newVIP := netip.MustParseAddrPort("198.18.10.20:443")
+	toNewVIP := frame{src: client4, dst: newVIP, payload: shortHeader(plainCID(1))}.bytes()
+
+	t.Run("a moved server ID is followed after InvalidateCaches, not before", func(t *testing.T) {
+		pinToOneCPU(t)
+		objs := mustWorld(t)
+		mustInvalidateCaches(t, objs)
+		mustRoute(t, objs, short, xdpTX, 1)
+		mustPut(t, objs.ServerIds, sid1, uint32(2))
+		mustRoute(t, objs, short, xdpTX, 1) // the documented window
+		mustInvalidateCaches(t, objs)
+		mustRoute(t, objs, short, xdpTX, 2)
+	})
+	t.Run("a deleted server ID falls through to Maglev after InvalidateCaches", func(t *testing.T) {
+		pinToOneCPU(t)
+		objs := mustWorld(t)
+		mustInvalidateCaches(t, objs)
+		mustRoute(t, objs, short, xdpTX, 1)
+		if err := objs.ServerIds.Delete(sid1); err != nil {
+			t.Fatal(err)
+		}
+		mustInvalidateCaches(t, objs)
+		before := mustCounters(t, objs)
+		mustRoute(t, objs, short, xdpTX, maglevPick(vipL2, client4))
+		after := mustCounters(t, objs)
+		if d := after.reasons[rUnknownServer] - before.reasons[rUnknownServer]; d != 1 {
+			t.Errorf("unknown server counted %d times, want 1", d)
+		}
+		if d := after.vips[0].Maglev - before.vips[0].Maglev; d != 1 {
+			t.Errorf("maglev path counted %d times, want 1", d)
+		}
+	})
+	t.Run("a VIP switched to l7 is passed after InvalidateCaches", func(t *testing.T) {
+		pinToOneCPU(t)
+		objs := mustWorld(t)
+		mustInvalidateCaches(t, objs)
+		mustRoute(t, objs, short, xdpTX, 1)
+		info := VIPInfo{Id: 0, Mode: ModeL7, Cid: testCIDConfigs}
+		mustPut(t, objs.Vips, NewVIPKey(vipL2), info)
+		mustInvalidateCaches(t, objs)
+		before := mustCounters(t, objs)
+		mustRoute(t, objs, short, xdpPass, 0)
+		if d := mustCounters(t, objs).reasons[rL7] - before.reasons[rL7]; d != 1 {
+			t.Errorf("l7 passes grew by %d, want 1", d)
+		}
+	})
+	t.Run("a VIP added after a packet to its address is routed after InvalidateCaches", func(t *testing.T) {
+		pinToOneCPU(t)
+		objs := mustWorld(t)
+		mustInvalidateCaches(t, objs)
+		mustRoute(t, objs, toNewVIP, xdpPass, 0) // "no VIP" is cached too
+		info := VIPInfo{Id: 20, Cid: testCIDConfigs}
+		mustPut(t, objs.Vips, NewVIPKey(newVIP), info)
+		k, err := NewServerIDKey(20, []byte{0, 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustPut(t, objs.ServerIds, k, uint32(2))
+		mustInvalidateCaches(t, objs)
+		mustRoute(t, objs, toNewVIP, xdpTX, 2)
+	})
+	t.Run("a deleted VIP is passed after InvalidateCaches", func(t *testing.T) {
+		pinToOneCPU(t)
+		objs := mustWorld(t)
+		mustInvalidateCaches(t, objs)
+		mustRoute(t, objs, short, xdpTX, 1)
+		if err := objs.Vips.Delete(NewVIPKey(vipL2)); err != nil {
+			t.Fatal(err)
+		}
+		mustInvalidateCaches(t, objs)
+		before := mustCounters(t, objs)
+		mustRoute(t, objs, short, xdpPass, 0)
+		if d := mustCounters(t, objs).reasons[rNotVIP] - before.reasons[rNotVIP]; d != 1 {
+			t.Errorf("not-VIP passes grew by %d, want 1", d)
+		}
+	})
+}
+
+func TestFlowCache(t *testing.T) {
+	skipUnlessRoot(t)
+	initial := frame{src: client4b, dst: vipL2, payload: longHeader(randomCID)}.bytes()
+	pick := maglevPick(vipL2, client4b)
+	other := 3 - pick // the other of backends 1 and 2
+	key := NewFlowKey(0, client4b)
+
+	t.Run("later Initials keep their backend when the Maglev table changes", func(t *testing.T) {
+		pinToOneCPU(t)
+		objs := mustWorld(t)
+		mustRoute(t, objs, initial, xdpTX, pick)
+		mustMaglevTable(t, objs, 0, 0, repeatTable(other))
+		before := mustCounters(t, objs)
+		mustRoute(t, objs, initial, xdpTX, pick)
+		after := mustCounters(t, objs)
+		if d := after.vips[0].Flow - before.vips[0].Flow; d != 1 {
+			t.Errorf("flow path counted %d times, want 1", d)
+		}
+		if d := after.backends[pick].Packets - before.backends[pick].Packets; d != 1 {
+			t.Errorf("backend %d counted %d packets, want 1", pick, d)
+		}
+		if _, ok := mustLookupFlow(t, objs, 0, client4b); ok {
+			t.Error("XDP wrote its decision into flows; it belongs in flow_cache")
+		}
+	})
+	t.Run("a cached flow to an unusable backend is hashed again and replaced", func(t *testing.T) {
+		pinToOneCPU(t)
+		objs := mustWorld(t)
+		mustRoute(t, objs, initial, xdpTX, pick)
+		mustMaglevTable(t, objs, 0, 0, repeatTable(other))
+		be, err := NewBackend(netip.MustParseAddr(testBackends[pick].addr), backendMAC(pick), nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustPut(t, objs.Backends, pick, be) // unhealthy
+		before := mustCounters(t, objs)
+		mustRoute(t, objs, initial, xdpTX, other)
+		after := mustCounters(t, objs)
+		if d := after.reasons[rFlowUnusable] - before.reasons[rFlowUnusable]; d != 1 {
+			t.Errorf("unusable flow backend counted %d times, want 1", d)
+		}
+		if d := after.vips[0].Maglev - before.vips[0].Maglev; d != 1 {
+			t.Errorf("maglev path counted %d times, want 1", d)
+		}
+		wantFlow(0, client4b, other)(t, objs)
+	})
+	t.Run("DeleteFlows removes matching flows from flows and flow_cache", func(t *testing.T) {
+		pinToOneCPU(t)
+		objs := mustWorld(t)
+		mustRoute(t, objs, initial, xdpTX, pick)
+		mustPut(t, objs.Flows, NewFlowKey(0, client4), FlowState{Backend: pick, LastSeenNs: 1})
+		mustPut(t, objs.Flows, NewFlowKey(0, client6), FlowState{Backend: 5, LastSeenNs: 1})
+		n, err := DeleteFlows(objs, func(_ FlowKey, s FlowState) bool { return s.Backend == pick })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != 2 {
+			t.Errorf("deleted %d flows, want 2", n)
+		}
+		if _, ok := mustLookupCachedFlow(t, objs, key); ok {
+			t.Error("flow_cache still holds the flow")
+		}
+		if _, ok := mustLookupFlow(t, objs, 0, client4); ok {
+			t.Error("flows still holds the flow of the deleted backend")
+		}
+		if _, ok := mustLookupFlow(t, objs, 0, client6); !ok {
+			t.Error("flows lost a flow that did not match")
+		}
+		mustMaglevTable(t, objs, 0, 0, repeatTable(other))
+		mustRoute(t, objs, initial, xdpTX, other)
+	})
+}
