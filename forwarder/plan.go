@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"time"
 
 	"github.com/spooky-lb/spooky/bpf"
 	"github.com/spooky-lb/spooky/config"
@@ -32,6 +33,8 @@ type Desired struct {
 type DesiredVIP struct {
 	Service string
 	Info    bpf.VIPInfo
+	// FlowTimeout is how long an idle flow entry of this VIP lasts.
+	FlowTimeout time.Duration
 	// Table maps Maglev entries to backend indexes; nil when the VIP has no
 	// usable backend (or is l7).
 	Table []uint32
@@ -188,7 +191,7 @@ func (p *Planner) planService(ctx context.Context, d *Desired, s *config.Service
 		ringIndex = append(ringIndex, index)
 	}
 
-	vip := DesiredVIP{Service: s.Name, Info: info}
+	vip := DesiredVIP{Service: s.Name, Info: info, FlowTimeout: s.FlowTimeout}
 	if len(ring) > 0 {
 		table, err := BuildMaglev(ring, uint32(s.MaglevSize))
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -69,6 +70,8 @@ type XDP struct {
 
 	mu      sync.Mutex // serialises Apply
 	current *config.Config
+	// timeouts holds each VIP id's idle flow timeout, for ExpireFlows.
+	timeouts map[uint32]time.Duration
 }
 
 // PinDir returns the pin directory of iface under root.
@@ -217,8 +220,45 @@ func (x *XDP) Apply(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	x.current = cfg
+	x.timeouts = map[uint32]time.Duration{}
+	for _, v := range d.VIPs {
+		x.timeouts[v.Info.Id] = v.FlowTimeout
+	}
 	x.log.Info("applied config", "vips", len(d.VIPs), "backends", len(d.Backends), "server_ids", len(d.ServerIDs))
 	return nil
+}
+
+// ExpireFlows deletes flow entries idle for longer than their VIP's
+// flow_timeout from both flow tables (XDP's per-CPU flow_cache and Go's
+// flows), and returns how many it deleted. An expired flow is hashed
+// again on its next packet, which picks the same backend unless the
+// backend set changed: the table only bridges a connection's first
+// packets across such a change (QUIC-LB §4.2), so an idle entry is stale.
+func (x *XDP) ExpireFlows() (int, error) {
+	x.mu.Lock()
+	timeouts := x.timeouts
+	x.mu.Unlock()
+	if timeouts == nil {
+		return 0, nil // nothing applied yet: no VIP is known
+	}
+	// XDP stamps flows with bpf_ktime_get_coarse_ns: CLOCK_MONOTONIC,
+	// coarse.
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC_COARSE, &ts); err != nil {
+		return 0, fmt.Errorf("read monotonic clock: %w", err)
+	}
+	now := uint64(ts.Nano())
+	n, err := bpf.DeleteFlows(x.objs, func(k bpf.FlowKey, s bpf.FlowState) bool {
+		timeout, ok := timeouts[k.VipId]
+		if !ok {
+			return true // the VIP is gone
+		}
+		return s.LastSeenNs < now && time.Duration(now-s.LastSeenNs) > timeout
+	})
+	if err != nil {
+		return n, fmt.Errorf("expire flows: %w", err)
+	}
+	return n, nil
 }
 
 // Refresh re-resolves next hops and re-applies the current config; call it
