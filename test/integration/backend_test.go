@@ -150,15 +150,7 @@ func (b *backend) mustStop(tb testing.TB) {
 // socket bound to local inside host h.
 func mustHTTP3Client(tb testing.TB, h *netns.Host, local netip.Addr) *http.Client {
 	tb.Helper()
-	var udp *net.UDPConn
-	if err := h.Do(func() error {
-		var err error
-		udp, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, 0)))
-		return err
-	}); err != nil {
-		tb.Fatalf("client socket on %s in %s: %v", local, h, err)
-	}
-	qt := &quic.Transport{Conn: udp}
+	qt := &quic.Transport{Conn: mustUDPSocket(tb, h, local)}
 	rt := &http3.Transport{
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // the backends' certificates are self-signed
 		QUICConfig:      &quic.Config{InitialPacketSize: 1252},
