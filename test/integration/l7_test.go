@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -127,7 +126,7 @@ func TestRequestTierProxiesHTTP3ToBackendsAndReloads(t *testing.T) {
 	}
 	listen := netip.AddrPortFrom(lab.LB.IPv4, 443)
 	cfgPath := filepath.Join(t.TempDir(), "spooky.yaml")
-	writeFile(t, cfgPath, l7Config(t, listen, upstreams, ""))
+	mustWrite(t, cfgPath, l7Config(t, listen, upstreams, ""))
 	d := mustStartDaemon(t, lab.LB, "msg=serving", "serve", "-c", cfgPath)
 
 	capture, err := lab.Client.Capture()
@@ -194,14 +193,14 @@ func TestRequestTierProxiesHTTP3ToBackendsAndReloads(t *testing.T) {
 	})
 
 	t.Run("a broken config on reload is rejected and the old one keeps serving", func(t *testing.T) {
-		writeFile(t, cfgPath, "services: [\n")
+		mustWrite(t, cfgPath, "services: [\n")
 		_ = d.cmd.Process.Signal(syscall.SIGHUP)
 		d.mustLog(t, "reload rejected")
 		get()
 	})
 
 	t.Run("a valid reload applies a new response header", func(t *testing.T) {
-		writeFile(t, cfgPath, l7Config(t, listen, upstreams,
+		mustWrite(t, cfgPath, l7Config(t, listen, upstreams,
 			"        transforms: {response_headers: {set: {X-Spooky: reloaded}}}"))
 		_ = d.cmd.Process.Signal(syscall.SIGHUP)
 		d.mustLog(t, "msg=reloaded")
@@ -213,11 +212,4 @@ func TestRequestTierProxiesHTTP3ToBackendsAndReloads(t *testing.T) {
 	t.Run("SIGTERM shuts the tier down cleanly", func(t *testing.T) {
 		d.mustStop(t)
 	})
-}
-
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
 }

@@ -2,12 +2,14 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -543,4 +545,43 @@ func mustSendGarbage(tb testing.TB, h *netns.Host, vip netip.AddrPort, n int) ga
 		c.total++
 	}
 	return c
+}
+
+func TestXDPAttachWithoutPrivilegeSaysWhatIsMissing(t *testing.T) {
+	lab := netns.New(t, netns.Config{Backends: 1})
+	// A binary and a file the unprivileged user can read: the failure
+	// must be about privilege, not about reading them.
+	dir, err := os.MkdirTemp("", "spooky-unpriv-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	cfg := filepath.Join(dir, "spooky.yaml")
+	mustWrite(t, cfg, fmt.Sprintf("services:\n  - name: web\n    address: %s\n    port: 443\n    backends:\n      - {name: b1, address: %s}\n", netns.VIPv4, lab.Backends[0].IPv4))
+	bin, err := os.ReadFile(mustBuild(t, "spooky"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spooky := filepath.Join(dir, "spooky")
+	mustWrite(t, spooky, string(bin))
+	for _, p := range []string{dir, cfg, spooky} {
+		if err := os.Chmod(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// nsenter enters the lab host as root, then drops to nobody (65534)
+	// before running spooky.
+	pins := filepath.Join("/sys/fs/bpf", filepath.Base(dir))
+	t.Cleanup(func() { os.RemoveAll(pins) })
+	cmd := exec.Command("nsenter", "--net="+lab.LB.Path(), "--setuid", "65534", "--setgid", "65534", "--",
+		spooky, "attach", "-c", cfg, "--pin-root", pins, "eth0")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("spooky attach as nobody: %v, want exit 1; output:\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "not permitted (needs root, or CAP_BPF and CAP_NET_ADMIN)") {
+		t.Fatalf("output does not say which privilege is missing:\n%s", out)
+	}
+	mustXDPAttached(t, lab.LB, false)
 }
