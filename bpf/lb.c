@@ -242,63 +242,98 @@ static __always_inline __u32 cache_slot(__u32 x, __u32 bits)
 	return (x * 0x9e3779b1U) >> (32 - bits);
 }
 
-/* equal5 compares two 20-octet keys as five words. */
-static __always_inline int equal5(const __u32 *a, const __u32 *b)
+/*
+ * Keys held in registers. The caches hash and compare a key as whole
+ * little-endian words (bpfel only), computed straight from the packet. A
+ * key is written to the stack only on a cache miss, for the hash map
+ * lookup: building it there octet by octet and reading it back as words
+ * made every packet wait on failed store-to-load forwarding (a third of
+ * the short-header path's time in perf).
+ */
+struct words5 {
+	__u32 w0, w1, w2, w3, w4;
+};
+
+/* key5 overlays a 20-octet map key (vip_key, server_id_key) on its words. */
+union key5 {
+	struct vip_key vip;
+	struct server_id_key sid;
+	__u32 w[5];
+};
+
+static __always_inline __u32 fold5(struct words5 k)
 {
-	return !((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) |
-		 (a[4] ^ b[4]));
+	return k.w0 ^ k.w1 ^ k.w2 ^ k.w3 ^ k.w4;
 }
 
-/* lookup_vip returns the VIP at vk (4-aligned), through vip_cache when
- * gen is not 0. The result points into a map value: no copy on the stack. */
-static __always_inline const struct vip_info *lookup_vip(const struct vip_key *vk,
-							 __u64 gen)
+/* equal5 compares a 20-octet key in a map value (4-aligned) with k. */
+static __always_inline int equal5(const void *p, struct words5 k)
 {
-	const __u32 *w = (const __u32 *)vk;
-	struct vip_cache_entry *e;
+	const __u32 *a = p;
+
+	return !((a[0] ^ k.w0) | (a[1] ^ k.w1) | (a[2] ^ k.w2) | (a[3] ^ k.w3) |
+		 (a[4] ^ k.w4));
+}
+
+static __always_inline void store5(union key5 *u, struct words5 k)
+{
+	u->w[0] = k.w0;
+	u->w[1] = k.w1;
+	u->w[2] = k.w2;
+	u->w[3] = k.w3;
+	u->w[4] = k.w4;
+}
+
+/* lookup_vip returns the VIP whose vip_key has the words vk, through
+ * vip_cache when gen is not 0. The result points into a map value: no
+ * copy on the stack. */
+static __always_inline const struct vip_info *lookup_vip(struct words5 vk, __u64 gen)
+{
+	struct vip_cache_entry *e = 0;
 	const struct vip_info *vip;
+	union key5 k;
 	__u32 slot;
 
-	if (!gen)
-		return bpf_map_lookup_elem(&vips, vk);
-	slot = cache_slot(w[0] ^ w[1] ^ w[2] ^ w[3] ^ w[4], VIP_CACHE_BITS);
-	e = bpf_map_lookup_elem(&vip_cache, &slot);
-	if (!e)
-		return bpf_map_lookup_elem(&vips, vk);
-	if (e->gen == gen && equal5((const __u32 *)&e->key, w))
-		return e->present ? &e->info : 0;
-	vip = bpf_map_lookup_elem(&vips, vk);
-	e->gen = gen;
-	e->key = *vk;
-	e->present = !!vip;
-	if (vip)
-		e->info = *vip;
+	if (gen) {
+		slot = cache_slot(fold5(vk), VIP_CACHE_BITS);
+		e = bpf_map_lookup_elem(&vip_cache, &slot);
+		if (e && e->gen == gen && equal5(&e->key, vk))
+			return e->present ? &e->info : 0;
+	}
+	store5(&k, vk);
+	vip = bpf_map_lookup_elem(&vips, &k.vip);
+	if (e) {
+		e->gen = gen;
+		e->key = k.vip;
+		e->present = !!vip;
+		if (vip)
+			e->info = *vip;
+	}
 	return vip;
 }
 
 /* SID_ABSENT marks a cached miss; no backend index reaches it. */
 #define SID_ABSENT 0xffffffffU
 
-/* lookup_sid returns the backend index of server ID k (4-aligned), or
- * SID_ABSENT, through sid_cache when gen is not 0. */
-static __always_inline __u32 lookup_sid(const struct server_id_key *k, __u64 gen)
+/* lookup_sid returns the backend index of the server_id_key whose words
+ * are sk, or SID_ABSENT, through sid_cache when gen is not 0. */
+static __always_inline __u32 lookup_sid(struct words5 sk, __u64 gen)
 {
-	const __u32 *w = (const __u32 *)k;
-	struct sid_cache_entry *e;
+	struct sid_cache_entry *e = 0;
+	union key5 k;
 	__u32 *idx, slot;
 
-	if (!gen) {
-		idx = bpf_map_lookup_elem(&server_ids, k);
-		return idx ? *idx : SID_ABSENT;
+	if (gen) {
+		slot = cache_slot(fold5(sk), SID_CACHE_BITS);
+		e = bpf_map_lookup_elem(&sid_cache, &slot);
+		if (e && e->gen == gen && equal5(&e->key, sk))
+			return e->backend;
 	}
-	slot = cache_slot(w[0] ^ w[1] ^ w[2] ^ w[3] ^ w[4], SID_CACHE_BITS);
-	e = bpf_map_lookup_elem(&sid_cache, &slot);
-	if (e && e->gen == gen && equal5((const __u32 *)&e->key, w))
-		return e->backend;
-	idx = bpf_map_lookup_elem(&server_ids, k);
+	store5(&k, sk);
+	idx = bpf_map_lookup_elem(&server_ids, &k.sid);
 	if (e) {
 		e->gen = gen;
-		e->key = *k;
+		e->key = k.sid;
 		e->backend = idx ? *idx : SID_ABSENT;
 	}
 	return idx ? *idx : SID_ABSENT;
@@ -409,6 +444,15 @@ static __always_inline int encap(struct xdp_md *ctx, const struct packet *p,
 	return verdict(REASON_TX, XDP_TX);
 }
 
+/* copy_mac copies a MAC as a word and a half-word: a memcpy to the packet,
+ * whose alignment clang does not know, becomes twelve octet moves. The
+ * JITs of bpfel targets do unaligned loads and stores. */
+static __always_inline void copy_mac(__u8 *dst, const __u8 *src)
+{
+	*(__u32 *)dst = *(const __u32 *)src;
+	*(__u16 *)(dst + 4) = *(const __u16 *)(src + 4);
+}
+
 /* send rewrites the frame for the backend (l2dsr or ipip). */
 static __always_inline int send(struct xdp_md *ctx, const struct packet *p,
 				const struct vip_info *vip,
@@ -430,8 +474,8 @@ static __always_inline int send(struct xdp_md *ctx, const struct packet *p,
 
 	if ((void *)(eth + 1) > data_end)
 		return verdict(REASON_DROP_TRUNCATED, XDP_DROP);
-	__builtin_memcpy(eth->h_dest, be->mac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, cfg->mac, ETH_ALEN);
+	copy_mac(eth->h_dest, be->mac);
+	copy_mac(eth->h_source, cfg->mac);
 	return verdict(REASON_TX, XDP_TX);
 }
 
@@ -611,22 +655,26 @@ static __always_inline int route_cid(struct xdp_md *ctx, const struct packet *p,
 		count(REASON_CID_TOO_SHORT);
 		return -1;
 	}
-	struct server_id_key k __attribute__((aligned(8))) = {
-		.vip_id = vip->id, .len = cfg.server_id_len,
-	};
-	__u64 a, b;
+	/* The server_id_key {vip_id, len, sid[15]} as words: octet 4 is
+	 * len, octets 5..12 the first 8 server ID octets (a), 13..19 the
+	 * rest (b). Packet loads need no alignment on bpfel JITs. */
+	__u64 a = *(const __u64 *)(cid + 1);
+	__u64 b = *(const __u64 *)(cid + 9);
 
-	__builtin_memcpy(&a, cid + 1, 8);
-	__builtin_memcpy(&b, cid + 9, 8);
 	if (cfg.server_id_len < 8) {
 		a &= low_octets(cfg.server_id_len);
 		b = 0;
 	} else {
 		b &= low_octets(cfg.server_id_len - 8);
 	}
-	__builtin_memcpy(k.sid, &a, 8);
-	__builtin_memcpy(k.sid + 8, &b, MAX_SERVER_ID_LEN - 8);
-	__u32 idx = lookup_sid(&k, gen);
+	struct words5 sk = {
+		.w0 = vip->id,
+		.w1 = cfg.server_id_len | (__u32)(a << 8),
+		.w2 = (__u32)(a >> 24),
+		.w3 = (__u32)(a >> 56) | (__u32)(b << 8),
+		.w4 = (__u32)(b >> 24),
+	};
+	__u32 idx = lookup_sid(sk, gen);
 	if (idx == SID_ABSENT) {
 		count(REASON_CID_UNKNOWN_SERVER);
 		return -1;
@@ -639,22 +687,43 @@ static __always_inline int route_cid(struct xdp_md *ctx, const struct packet *p,
 	return forward(ctx, p, vip, idx, be, PATH_CID);
 }
 
-/* flow_cache_slot returns this CPU's flow_cache entry for fk (8-aligned). */
-static __always_inline struct flow_cache_entry *flow_cache_slot(const struct flow_key *fk)
+/* A flow_key as words: src[16], vip_id, src_port | pad << 16. */
+struct words6 {
+	__u32 w0, w1, w2, w3, w4, w5;
+};
+
+/* key6 overlays a flow_key on its words. */
+union key6 {
+	struct flow_key flow;
+	__u32 w[6];
+};
+
+static __always_inline void store6(__u32 *w, struct words6 k)
 {
-	const __u32 *w = (const __u32 *)fk;
-	__u32 x = (w[0] ^ w[1] ^ w[2] ^ w[3]) * 0x85ebca6bU ^ w[4] * 0xc2b2ae35U ^ w[5];
+	w[0] = k.w0;
+	w[1] = k.w1;
+	w[2] = k.w2;
+	w[3] = k.w3;
+	w[4] = k.w4;
+	w[5] = k.w5;
+}
+
+/* flow_cache_slot returns this CPU's flow_cache entry for fk. */
+static __always_inline struct flow_cache_entry *flow_cache_slot(struct words6 fk)
+{
+	__u32 x = (fk.w0 ^ fk.w1 ^ fk.w2 ^ fk.w3) * 0x85ebca6bU ^ fk.w4 * 0xc2b2ae35U ^ fk.w5;
 	__u32 slot = cache_slot(x, FLOW_CACHE_BITS);
 
 	return bpf_map_lookup_elem(&flow_cache, &slot);
 }
 
-static __always_inline int flow_key_equal(const struct flow_key *a,
-					  const struct flow_key *b)
+/* flow_key_equal compares a flow_key in a map value with fk. */
+static __always_inline int flow_key_equal(const struct flow_key *key, struct words6 fk)
 {
-	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+	const __u32 *a = (const __u32 *)key;
 
-	return !((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]));
+	return !((a[0] ^ fk.w0) | (a[1] ^ fk.w1) | (a[2] ^ fk.w2) | (a[3] ^ fk.w3) |
+		 (a[4] ^ fk.w4) | (a[5] ^ fk.w5));
 }
 
 /* route_flow_or_hash: the flow table (draft-21 §4.2 step 4: flow_cache,
@@ -664,18 +733,21 @@ static __always_inline int route_flow_or_hash(struct xdp_md *ctx,
 					      const struct packet *p,
 					      const struct vip_info *vip)
 {
-	struct flow_key fk __attribute__((aligned(8))) = {
-		.vip_id = vip->id, .src_port = p->udp->source,
+	struct words6 fk = {
+		.w0 = p->saddr[0],
+		.w4 = vip->id,
+		.w5 = p->udp->source,
 	};
 	__u32 jiffies = bpf_jiffies64(); /* inlined: a load, no call */
 
-	if (p->family == FAMILY_IPV4)
-		__builtin_memcpy(fk.src, p->saddr, 4);
-	else
-		__builtin_memcpy(fk.src, p->saddr, 16);
+	if (p->family != FAMILY_IPV4) {
+		fk.w1 = p->saddr[1];
+		fk.w2 = p->saddr[2];
+		fk.w3 = p->saddr[3];
+	}
 
-	struct flow_cache_entry *ce = flow_cache_slot(&fk);
-	if (ce && ce->state.last_seen_ns && flow_key_equal(&ce->key, &fk)) {
+	struct flow_cache_entry *ce = flow_cache_slot(fk);
+	if (ce && ce->state.last_seen_ns && flow_key_equal(&ce->key, fk)) {
 		__u32 idx = ce->state.backend;
 		const struct backend_info *be = usable_backend(idx);
 
@@ -688,7 +760,10 @@ static __always_inline int route_flow_or_hash(struct xdp_md *ctx,
 		}
 		count(REASON_FLOW_BACKEND_UNUSABLE);
 	} else {
-		struct flow_state *fs = bpf_map_lookup_elem(&flows, &fk);
+		union key6 k;
+
+		store6(k.w, fk);
+		struct flow_state *fs = bpf_map_lookup_elem(&flows, &k.flow);
 
 		if (fs) {
 			__u32 idx = fs->backend;
@@ -726,7 +801,7 @@ static __always_inline int route_flow_or_hash(struct xdp_md *ctx,
 	/* Record the decision, replacing whatever held the slot: a plain
 	 * store into this CPU's array, not a locked LRU insert. */
 	if (ce) {
-		ce->key = fk;
+		store6((__u32 *)&ce->key, fk);
 		ce->state.backend = idx;
 		ce->state.seen_jiffies = jiffies;
 		ce->state.last_seen_ns = bpf_ktime_get_coarse_ns();
@@ -740,7 +815,7 @@ int xdp_lb(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct packet p = { .frame_len = data_end - data };
-	struct vip_key vk __attribute__((aligned(8))) = { .proto = IPPROTO_UDP };
+	struct words5 vk = {}; /* vip_key words: addr[16], port, family, proto */
 	__be16 proto;
 
 	if (parse_l2(data, data_end, &p.l2_len, &proto, &p.vlan))
@@ -771,7 +846,7 @@ int xdp_lb(struct xdp_md *ctx)
 		p.inner_len = bpf_ntohs(iph->tot_len);
 		p.tos = iph->tos;
 		p.df = !!(iph->frag_off & bpf_htons(IP_DF));
-		__builtin_memcpy(vk.addr, &iph->daddr, 4);
+		vk.w0 = iph->daddr;
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6h = data + p.l2_len;
 
@@ -792,17 +867,20 @@ int xdp_lb(struct xdp_md *ctx)
 		p.inner_len = bpf_ntohs(ip6h->payload_len) + sizeof(*ip6h);
 		p.tos = (bpf_ntohl(*(__be32 *)ip6h) >> 20) & 0xff;
 		p.df = 1;
-		__builtin_memcpy(vk.addr, &ip6h->daddr, 16);
+		vk.w0 = ip6h->daddr.in6_u.u6_addr32[0];
+		vk.w1 = ip6h->daddr.in6_u.u6_addr32[1];
+		vk.w2 = ip6h->daddr.in6_u.u6_addr32[2];
+		vk.w3 = ip6h->daddr.in6_u.u6_addr32[3];
 	} else {
 		return verdict(REASON_PASS_NOT_IP, XDP_PASS);
 	}
 
-	vk.family = p.family;
-	vk.port = p.udp->dest;
+	/* port (network order), family, proto: octets 16..19 */
+	vk.w4 = (__u32)p.udp->dest | (__u32)p.family << 16 | (__u32)IPPROTO_UDP << 24;
 	__u32 zero = 0;
 	const __u64 *genp = bpf_map_lookup_elem(&cache_gen, &zero);
 	__u64 gen = genp ? *genp : 0;
-	const struct vip_info *vip = lookup_vip(&vk, gen);
+	const struct vip_info *vip = lookup_vip(vk, gen);
 	if (!vip)
 		return verdict(REASON_PASS_NOT_VIP, XDP_PASS);
 	if (vip->mode != VIP_MODE_L4)
