@@ -97,9 +97,6 @@ func (d *daemon) mustLog(t *testing.T, msg string) {
 	}
 }
 
-// logCount counts the lines holding msg.
-func (d *daemon) logCount(msg string) int { return strings.Count(d.log.String(), msg) }
-
 // mustStop sends SIGTERM and wants exit status 0.
 func (d *daemon) mustStop(t *testing.T) {
 	t.Helper()
