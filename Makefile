@@ -15,7 +15,7 @@ all: build
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-build: ## build spooky and spooky-backend into bin/
+build: ## build spooky, spooky-backend and spooky-client into bin/
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 generate: ## regenerate the bpf2go output from bpf/*.c (needs clang-19)
