@@ -1,7 +1,6 @@
 package l7
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -11,16 +10,13 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"time"
 
-	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 )
 
@@ -28,12 +24,19 @@ import (
 // upstream, both answering 1 KiB, and a spooky L7 server in front of them
 // (route /h3 to the first, /h1 to the second).
 type BenchEnv struct {
-	Spooky     *Server
-	SpookyAddr string
-	H3Addr     string // direct HTTP/3 upstream
-	H1Addr     string // direct HTTP/1.1 upstream
-	TLS        *tls.Config
-	closers    []func()
+	Spooky *Server
+	BenchAddrs
+	// CertFile is the rig's self-signed certificate (its own root), PEM.
+	CertFile string
+	closers  []func()
+}
+
+// BenchAddrs are where a load generator finds the rig.
+type BenchAddrs struct {
+	SpookyAddr string      // spooky's HTTP/3 listener
+	H3Addr     string      // direct HTTP/3 upstream
+	H1Addr     string      // direct HTTP/1.1 upstream (cleartext)
+	TLS        *tls.Config `json:"-"` // trusts the rig's certificate
 }
 
 // benchBody is the 1 KiB response every bench upstream sends.
@@ -46,6 +49,7 @@ func NewBenchEnv(dir string) (*BenchEnv, error) {
 	if err != nil {
 		return nil, err
 	}
+	e.CertFile = certFile
 	e.TLS = &tls.Config{RootCAs: pool, ServerName: "bench.spooky.test"}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", "1024")
@@ -120,8 +124,12 @@ const (
 	SpookyH1 BenchTarget = "spooky → h1 upstream"
 )
 
-// Load returns the load config for a target; the caller sets the load shape.
-func (e *BenchEnv) Load(t BenchTarget) LoadConfig {
+// Load returns the load config for a target; the caller sets the load
+// shape. "Direct" means the same load generator talking to the upstream
+// itself in the upstream's own protocol: HTTP/3 for the h3 upstream, and
+// HTTP/1.1 (one TCP connection per concurrent request, since HTTP/1.1 does
+// not multiplex) for the h1 upstream. Through spooky it always speaks HTTP/3.
+func (e BenchAddrs) Load(t BenchTarget) LoadConfig {
 	switch t {
 	case DirectH3:
 		return LoadConfig{URL: "https://bench.spooky.test/", Addr: e.H3Addr, HTTP3: true, TLS: e.TLS}
@@ -132,80 +140,6 @@ func (e *BenchEnv) Load(t BenchTarget) LoadConfig {
 	default:
 		return LoadConfig{URL: "https://bench.spooky.test/h1", Addr: e.SpookyAddr, HTTP3: true, TLS: e.TLS}
 	}
-}
-
-// IdleConnBytes opens n HTTP/3 connections to spooky, each after one
-// request, and returns the heap growth per connection. Client and server
-// run in this process, so the figure covers both ends: an upper bound for
-// the server's share.
-func (e *BenchEnv) IdleConnBytes(ctx context.Context, n int) (float64, error) {
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	var trs []*http3.Transport
-	defer func() {
-		for _, tr := range trs {
-			_ = tr.Close()
-		}
-	}()
-	for range n {
-		tr := &http3.Transport{TLSClientConfig: e.TLS, Dial: func(ctx context.Context, _ string, tc *tls.Config, qc *quic.Config) (*quic.Conn, error) {
-			return quic.DialAddrEarly(ctx, e.SpookyAddr, tc, qc)
-		}}
-		trs = append(trs, tr)
-		if err := loadOnce(ctx, &http.Client{Transport: tr}, "https://bench.spooky.test/h1"); err != nil {
-			return 0, err
-		}
-	}
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	return float64(int64(after.HeapInuse)-int64(before.HeapInuse)) / float64(n), nil
-}
-
-// RunBench is the `make bench` harness: it measures requests/s and p50/p99
-// through spooky and directly, at 1 stream and at 64 (4 connections × 16
-// streams), each for d, plus memory per idle connection, and prints a table.
-func RunBench(ctx context.Context, w io.Writer, d time.Duration) error {
-	dir, err := os.MkdirTemp("", "spooky-l7-bench")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	e, err := NewBenchEnv(dir)
-	if err != nil {
-		return err
-	}
-	defer e.Close()
-	fmt.Fprintf(w, "%-24s %-8s %s\n", "target", "streams", "result")
-	results := map[BenchTarget]map[int]LoadResult{}
-	for _, shape := range []struct{ conns, streams int }{{1, 1}, {4, 16}} {
-		for _, t := range []BenchTarget{DirectH3, SpookyH3, DirectH1, SpookyH1} {
-			lc := e.Load(t)
-			lc.Connections, lc.Streams, lc.Duration = shape.conns, shape.streams, d
-			r, err := RunLoad(ctx, lc)
-			if err != nil {
-				return fmt.Errorf("bench %s: %w", t, err)
-			}
-			if results[t] == nil {
-				results[t] = map[int]LoadResult{}
-			}
-			results[t][shape.conns*shape.streams] = r
-			fmt.Fprintf(w, "%-24s %-8d %s\n", t, shape.conns*shape.streams, r)
-		}
-	}
-	for _, pair := range [][2]BenchTarget{{SpookyH3, DirectH3}, {SpookyH1, DirectH1}} {
-		p, q := results[pair[0]][64], results[pair[1]][64]
-		if q.RPS > 0 && q.P99 > 0 {
-			fmt.Fprintf(w, "%s at 64 streams: %.2f× direct req/s (target ≥ 0.5), p99 %.2f× direct (target ≤ 3)\n",
-				pair[0], p.RPS/q.RPS, float64(p.P99)/float64(q.P99))
-		}
-	}
-	per, err := e.IdleConnBytes(ctx, 200)
-	if err != nil {
-		return fmt.Errorf("bench idle connections: %w", err)
-	}
-	fmt.Fprintf(w, "memory per idle HTTP/3 connection (client+server): %.1f KiB\n", per/1024)
-	return nil
 }
 
 // writeSelfSigned writes a self-signed certificate (its own root) for name.

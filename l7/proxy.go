@@ -88,41 +88,71 @@ func clientIP(r *http.Request) string {
 	return r.RemoteAddr
 }
 
+// viaValue is the Via field value (RFC 9110 §7.6.3) for a message of the
+// given protocol version; the common versions are constants, so the hot
+// path does not allocate for them.
 func viaValue(major, minor int) string {
-	if major >= 2 {
+	switch {
+	case major == 3:
+		return "3 spooky"
+	case major == 2:
+		return "2 spooky"
+	case major == 1 && minor == 1:
+		return "1.1 spooky"
+	case major == 1 && minor == 0:
+		return "1.0 spooky"
+	case major > 2:
 		return strconv.Itoa(major) + " spooky"
 	}
-	return fmt.Sprintf("%d.%d spooky", major, minor)
+	return strconv.Itoa(major) + "." + strconv.Itoa(minor) + " spooky"
 }
 
 // setForwarded adds RFC 7239 Forwarded and the de facto X-Forwarded-* fields.
+// The new fields share one backing array and the keys are written in their
+// canonical form directly: this runs for every request.
 func setForwarded(out *http.Request, in *http.Request, ip string, trust bool) {
 	h := out.Header
 	if !trust {
-		h.Del("Forwarded")
-		h.Del("X-Forwarded-For")
-		h.Del("X-Forwarded-Proto")
-		h.Del("X-Forwarded-Host")
+		delete(h, "Forwarded")
+		delete(h, "X-Forwarded-For")
+		delete(h, "X-Forwarded-Proto")
+		delete(h, "X-Forwarded-Host")
+	}
+	vals := make([]string, 0, 4)
+	set := func(k, v string) {
+		vals = append(vals, v)
+		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
 	if prior := h.Get("X-Forwarded-For"); prior != "" {
-		h.Set("X-Forwarded-For", prior+", "+ip)
+		set("X-Forwarded-For", prior+", "+ip)
 	} else {
-		h.Set("X-Forwarded-For", ip)
+		set("X-Forwarded-For", ip)
 	}
 	// A trusted previous proxy's view of scheme and host is kept.
 	if !trust || h.Get("X-Forwarded-Proto") == "" {
-		h.Set("X-Forwarded-Proto", "https")
+		set("X-Forwarded-Proto", "https")
 	}
 	if !trust || h.Get("X-Forwarded-Host") == "" {
-		h.Set("X-Forwarded-Host", in.Host)
+		set("X-Forwarded-Host", in.Host)
 	}
-	// RFC 7239 §6: IPv6 addresses are bracketed and quoted.
-	node := ip
+	// RFC 7239 §4: for=node;host="...";proto=https, the host a quoted
+	// string; §6: IPv6 addresses are bracketed and quoted.
+	var buf [128]byte
+	b := append(buf[:0], "for="...)
 	if strings.Contains(ip, ":") {
-		node = `"[` + ip + `]"`
+		b = append(append(append(b, `"[`...), ip...), `]"`...)
+	} else {
+		b = append(b, ip...)
 	}
-	elem := "for=" + node + ";host=" + strconv.Quote(in.Host) + ";proto=https"
-	h.Add("Forwarded", elem)
+	b = append(b, ";host="...)
+	b = strconv.AppendQuote(b, in.Host)
+	b = append(b, ";proto=https"...)
+	elem := string(b)
+	if prior := h["Forwarded"]; len(prior) > 0 {
+		h["Forwarded"] = append(prior, elem)
+	} else {
+		set("Forwarded", elem)
+	}
 }
 
 // replayBody lets a request body be re-sent on a retry as long as nothing
@@ -214,7 +244,8 @@ func (s *service) proxy(w http.ResponseWriter, r *http.Request, route *compiledR
 		out.Header["User-Agent"] = []string{""} // keep Go from adding its own
 	}
 
-	var tried []*Upstream
+	var triedBuf [4]*Upstream // retries rarely go past a few upstreams
+	tried := triedBuf[:0]
 	var lastErr error
 	var lastUp *Upstream
 	attempts := 0
@@ -334,8 +365,10 @@ func (s *service) copyResponse(w http.ResponseWriter, res *http.Response, route 
 
 	// Stream bodies of unknown length (server-sent events, gRPC) as they
 	// come; for known lengths the writer's own buffering is cheaper.
-	flush := res.ContentLength == -1
-	rc := http.NewResponseController(w)
+	var rc *http.ResponseController
+	if res.ContentLength == -1 {
+		rc = http.NewResponseController(w)
+	}
 	bp := copyBufPool.Get().(*[]byte)
 	defer copyBufPool.Put(bp)
 	buf := *bp
@@ -345,7 +378,7 @@ func (s *service) copyResponse(w http.ResponseWriter, res *http.Response, route 
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				return // client gone; the deferred Close stops the upstream
 			}
-			if flush {
+			if rc != nil {
 				_ = rc.Flush()
 			}
 		}

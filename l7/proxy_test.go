@@ -1,15 +1,23 @@
 package l7
 
 import (
+	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
 )
 
 func TestProxyReachesEveryUpstreamProtocol(t *testing.T) {
@@ -414,3 +422,138 @@ func (b *trailerBody) Read(p []byte) (int, error) {
 }
 
 func (b *trailerBody) Close() error { return nil }
+
+func TestViaNamesTheProtocolVersion(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		major, minor int
+		want         string
+	}{
+		{"HTTP/3 is named by its major version", 3, 0, "3 spooky"},
+		{"HTTP/2 is named by its major version", 2, 0, "2 spooky"},
+		{"HTTP/1.1 keeps its minor version", 1, 1, "1.1 spooky"},
+		{"HTTP/1.0 keeps its minor version", 1, 0, "1.0 spooky"},
+		{"an unusual HTTP/1.x is spelled out", 1, 2, "1.2 spooky"},
+		{"a future major version is named by it", 4, 0, "4 spooky"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := viaValue(tc.major, tc.minor); got != tc.want {
+				t.Fatalf("viaValue(%d, %d) = %q, want %q", tc.major, tc.minor, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestForwardedFieldsStayIndependent(t *testing.T) {
+	t.Run("adding to one forwarded field leaves the others alone", func(t *testing.T) {
+		in, _ := http.NewRequest("GET", "https://a.example/", nil)
+		out := in.Clone(in.Context())
+		setForwarded(out, in, "198.18.0.9", false)
+		// The fields share a backing array; a later Add must not spill into a neighbour.
+		out.Header.Add("X-Forwarded-For", "198.18.0.10")
+		out.Header.Add("X-Forwarded-Proto", "http")
+		want := http.Header{
+			"X-Forwarded-For":   {"198.18.0.9", "198.18.0.10"},
+			"X-Forwarded-Proto": {"https", "http"},
+			"X-Forwarded-Host":  {"a.example"},
+			"Forwarded":         {`for=198.18.0.9;host="a.example";proto=https`},
+		}
+		for k, v := range want {
+			if got := out.Header.Values(k); !slices.Equal(got, v) {
+				t.Errorf("%s = %q, want %q", k, got, v)
+			}
+		}
+	})
+	t.Run("a trusted proxy's Forwarded and scheme are kept and extended", func(t *testing.T) {
+		in, _ := http.NewRequest("GET", "https://a.example/", nil)
+		out := in.Clone(in.Context())
+		out.Header.Set("Forwarded", "for=198.18.0.1")
+		out.Header.Set("X-Forwarded-Proto", "http")
+		setForwarded(out, in, "198.18.0.9", true)
+		if got, want := out.Header.Values("Forwarded"), []string{"for=198.18.0.1", `for=198.18.0.9;host="a.example";proto=https`}; !slices.Equal(got, want) {
+			t.Errorf("Forwarded = %q, want %q", got, want)
+		}
+		if got := out.Header.Get("X-Forwarded-Proto"); got != "http" {
+			t.Errorf("X-Forwarded-Proto = %q, want the trusted proxy's http", got)
+		}
+	})
+	t.Run("a host with a quote is escaped in Forwarded", func(t *testing.T) {
+		in, _ := http.NewRequest("GET", "https://a.example/", nil)
+		in.Host = `a"b.example`
+		out := in.Clone(in.Context())
+		setForwarded(out, in, "198.18.0.9", false)
+		if got, want := out.Header.Get("Forwarded"), `for=198.18.0.9;host="a\"b.example";proto=https`; got != want {
+			t.Errorf("Forwarded = %q, want %q", got, want)
+		}
+	})
+}
+
+func TestUpstreamConnectionsAreReused(t *testing.T) {
+	const workers, each = 8, 25
+	cert := mustCert(t, "app.example.com")
+	var h1Conns, h3Conns atomic.Int64
+	h1 := httptest.NewUnstartedServer(echoHandler("h1"))
+	h1.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			h1Conns.Add(1)
+		}
+	}
+	h1.Start()
+	t.Cleanup(h1.Close)
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	upCert := mustCert(t, "localhost")
+	h3 := &http3.Server{
+		Handler:   echoHandler("h3"),
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{upCert.tls}},
+		ConnContext: func(ctx context.Context, _ *quic.Conn) context.Context {
+			h3Conns.Add(1)
+			return ctx
+		},
+	}
+	go func() { _ = h3.Serve(udp) }()
+	t.Cleanup(func() { h3.Close(); udp.Close() })
+
+	cfg := oneService(t, cert, PoolConfig{Name: "h1", Upstreams: []UpstreamConfig{{Name: "h1", Address: h1.Listener.Addr().String()}}},
+		Route{Match: Match{PathPrefix: "/h1"}, Pool: "h1"},
+		Route{Match: Match{PathPrefix: "/h3"}, Pool: "h3"},
+	)
+	cfg.Pools = append(cfg.Pools, PoolConfig{Name: "h3", Upstreams: []UpstreamConfig{{Name: "h3", Address: udp.LocalAddr().String(), Protocol: ProtoH3, InsecureSkipVerify: true}}})
+	s := mustServer(t, cfg)
+	c, _ := h3Client(t, cert, mustAddr(t, s))
+	for _, tc := range []struct {
+		name  string
+		path  string
+		conns *atomic.Int64
+		max   int64
+	}{
+		{"HTTP/1.1 upstream connections are kept alive and reused", "/h1", &h1Conns, workers},
+		{"one HTTP/3 upstream connection carries every request", "/h3", &h3Conns, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var wg sync.WaitGroup
+			for range workers {
+				wg.Go(func() {
+					for range each {
+						res, err := c.Get("https://app.example.com" + tc.path)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						_, _ = io.Copy(io.Discard, res.Body)
+						res.Body.Close()
+						if res.StatusCode != http.StatusOK {
+							t.Errorf("status %d", res.StatusCode)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			if n := tc.conns.Load(); n < 1 || n > tc.max {
+				t.Errorf("%d requests opened %d upstream connections, want 1 to %d", workers*each, n, tc.max)
+			}
+		})
+	}
+}

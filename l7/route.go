@@ -102,8 +102,12 @@ func (rt *router) match(r *http.Request) *compiledRoute {
 // requestHost is the request's host without port, lower case.
 func requestHost(r *http.Request) string {
 	h := r.Host
-	if hh, _, err := net.SplitHostPort(h); err == nil {
-		h = hh
+	// Only a port after any IPv6 literal is worth splitting off; calling
+	// SplitHostPort on a bare name would allocate an error per request.
+	if strings.LastIndexByte(h, ':') > strings.LastIndexByte(h, ']') {
+		if hh, _, err := net.SplitHostPort(h); err == nil {
+			h = hh
+		}
 	}
 	return strings.ToLower(strings.TrimSuffix(h, "."))
 }

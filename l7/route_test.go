@@ -90,3 +90,21 @@ func TestRouteConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestRequestHostDropsPortTrailingDotAndCase(t *testing.T) {
+	for _, tc := range []struct{ name, host, want string }{
+		{"a name with a port loses the port", "App.Example.com:443", "app.example.com"},
+		{"a name without a port is lower-cased", "App.Example.COM", "app.example.com"},
+		{"a trailing dot is dropped", "app.example.com.", "app.example.com"},
+		{"an IPv6 literal with a port loses brackets and port", "[2001:db8::1]:443", "2001:db8::1"},
+		{"an IPv6 literal without a port is kept as sent", "[2001:DB8::1]", "[2001:db8::1]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			r.Host = tc.host
+			if got := requestHost(r); got != tc.want {
+				t.Fatalf("requestHost(%q) = %q, want %q", tc.host, got, tc.want)
+			}
+		})
+	}
+}
