@@ -1,35 +1,40 @@
 #!/usr/bin/env bash
-# demo.sh — a netns lab with a client, a load-balancer host running
-# `spooky attach` and three spooky-backend servers on one bridge; spooky-client
-# sends QUIC through the XDP load balancer (l2dsr and ipip) and through the
-# HTTP/3 request tier, and `spooky stats` shows where the packets went.
+# demo.sh — runs `spooky attach eth0 -c examples/spooky.yaml` (the annotated
+# example itself, not a generated config) in a netns lab whose hosts hold the
+# example's addresses, and sends requests to every service and pool in it:
+# web (l4, l2dsr, IPv4), dns-over-quic (l4, ipip, IPv6) through XDP, and edge
+# (l7) through the HTTP/3 request tier to its api (h2 + h3) and static
+# (h2c + h1) pools. `spooky stats` then shows where the packets went.
 #
 #   sudo make demo            # make build, then this script
-#   sudo scripts/demo.sh      # needs bin/spooky-backend and bin/spooky-client
+#   sudo scripts/demo.sh      # needs bin/spooky, bin/spooky-backend, bin/spooky-client
 #   sudo scripts/demo.sh clean  # remove leftovers of an interrupted run
 #
 # Addresses come from 198.18.0.0/15 (RFC 2544) and 2001:db8::/32 (RFC 3849),
 # inside namespaces this script makes; nothing leaves the machine. Namespaces
-# are named spkdemo-*, apart from the tests' spk-<pid>-* ones.
+# are named spkdemo-*, apart from the tests' spk-<pid>-* ones. docs/lab.md
+# draws the lab.
 set -euo pipefail
 
 PREFIX=spkdemo-
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${BIN:-$ROOT/bin}
+CONFIG=$ROOT/examples/spooky.yaml
+CERTS=$ROOT/examples/certs
 CONNS=${CONNS:-60}
 REQUESTS=${REQUESTS:-2}
-BACKENDS=(b1 b2 b3)
-WEIGHTS=(100 200 300)
+# The example's web CID config (config_id 0, 2-octet server IDs, 6-octet
+# nonce, AES key) and dns-over-quic's (config_id 1, 1-octet, 8, plaintext).
+WEB_KEY=000102030405060708090a0b0c0d0e0f
 WORK=""
 # Pins of the demo's XDP programs, apart from a real spooky's /sys/fs/bpf/spooky.
 PINS=/sys/fs/bpf/spkdemo
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-
-ns_exists() { [ -e "/run/netns/$1" ]; }
+note() { printf '   %s\n' "$*"; }
 
 # clean kills every process in a spkdemo- namespace and deletes the namespaces
-# (their veths and bridge go with them).
+# (their veths and bridge go with them), then the pins.
 clean() {
 	local ns pid
 	for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$PREFIX" || true); do
@@ -45,7 +50,8 @@ clean() {
 		ip netns delete "$ns"
 	done
 	if [ -d "$PINS" ]; then rm -rf "$PINS"; fi
-	if [ -n "$WORK" ]; then rm -rf "$WORK"; fi
+	# Work directories, this run's or those an interrupted run left.
+	rm -rf "${WORK:-/nonexistent}" /tmp/spkdemo.??????
 }
 
 if [ "${1:-}" = clean ]; then
@@ -77,6 +83,7 @@ fi
 if ! mount | grep -q ' /sys/fs/bpf type bpf'; then
 	mount -t bpf bpf /sys/fs/bpf
 fi
+"$BIN/spooky" validate -c "$CONFIG"
 
 clean
 WORK=$(mktemp -d /tmp/spkdemo.XXXXXX)
@@ -86,7 +93,9 @@ trap clean EXIT
 # exec would remount it), which later bpffs work relies on.
 run_in() { local ns=$1; shift; nsenter --net="/run/netns/$PREFIX$ns" -- "$@"; }
 
-# host NAME V4 V6 LAST: a namespace with eth0 on the bridge, MAC 02:00:c6:12:LAST:LAST.
+# host NAME V4 V6 LAST: a namespace with eth0 on the bridge, MAC
+# 02:00:c6:12:LAST:LAST, and its first addresses (on the 198.18.0.0/24 and
+# 2001:db8::/64 link every host shares).
 host() {
 	local name=$1 v4=$2 v6=$3 last=$4
 	ip netns add "$PREFIX$name"
@@ -100,7 +109,49 @@ host() {
 	ip -n "$PREFIX$name" addr add "$v6/64" dev eth0 nodad
 }
 
-say "building the lab (namespaces ${PREFIX}*)"
+# quiet CMD...: runs CMD, showing its output only if it fails.
+quiet() {
+	local out
+	if ! out=$("$@" 2>&1); then
+		printf '%s\n' "$out" >&2
+		echo "demo.sh: $* failed" >&2
+		exit 1
+	fi
+}
+
+# addr NAME PREFIX...: more on-link addresses on NAME's eth0.
+addr() {
+	local name=$1 a
+	shift
+	for a in "$@"; do
+		case $a in
+		*:*) ip -n "$PREFIX$name" addr add "$a" dev eth0 nodad ;;
+		*) ip -n "$PREFIX$name" addr add "$a" dev eth0 ;;
+		esac
+	done
+}
+
+# backend HOST LOG ARGS...: starts spooky-backend in HOST, output in $WORK/LOG.log.
+backend() {
+	local h=$1 log=$2
+	shift 2
+	run_in "$h" "$BIN/spooky-backend" "$@" >"$WORK/$log.log" 2>&1 &
+	printf '   %-9s on %-8s %s (pid %s)\n' "$log" "$h" "$*" "$!"
+}
+
+# wait_log FILE WORD: polls (with a 10 s deadline) until FILE holds WORD.
+wait_log() {
+	local f=$1 word=$2
+	for _ in $(seq 100); do
+		grep -q "$word" "$f" && return 0
+		sleep 0.1
+	done
+	echo "demo.sh: $f never said '$word':" >&2
+	cat "$f" >&2
+	exit 1
+}
+
+say "building the lab (namespaces ${PREFIX}*) with the addresses of examples/spooky.yaml"
 ip netns add "${PREFIX}br"
 run_in br sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 ip -n "${PREFIX}br" link add br0 type bridge mcast_snooping 0
@@ -108,125 +159,128 @@ ip -n "${PREFIX}br" link set lo up
 ip -n "${PREFIX}br" link set br0 up
 host client 198.18.0.1 2001:db8::1 01
 host lb 198.18.0.2 2001:db8::2 02
-for i in 0 1 2; do
-	n=$((11 + i))
-	host "${BACKENDS[$i]}" "198.18.0.$n" "2001:db8::$(printf %x "$n")" "$(printf %02x "$n")"
-done
-# ipip adds 20 octets: room for them on the path from lb to the backends.
-for h in lb "${BACKENDS[@]}"; do
+host web-1 198.18.0.11 2001:db8::b 0b
+host web-2 198.18.0.12 2001:db8::c 0c
+host web-3 198.18.0.13 2001:db8::d 0d
+# The example's backends and upstreams sit in subnets of their own, all on
+# the one bridge: l2dsr rewrites only the Ethernet header, so the lb must
+# reach each backend on-link, and holds an address in each subnet for that.
+addr lb 198.18.1.254/24 198.18.2.254/24 198.18.3.254/24 2001:db8:1::fe/64
+addr web-1 198.18.1.1/24 2001:db8:1::1/64 198.18.2.1/24 198.18.3.1/24
+addr web-2 198.18.1.2/24 2001:db8:1::2/64 198.18.2.2/24 198.18.3.2/24
+addr web-3 198.18.1.3/24
+# The l7 service edge terminates on the lb itself.
+ip -n "${PREFIX}lb" addr add 198.18.0.20/32 dev lo
+# ipip adds 20 (IPv4) or 40 (IPv6) octets: room for them from lb to backends.
+for h in lb web-1 web-2 web-3; do
 	ip -n "${PREFIX}br" link set "v-$h" mtu 1600
 	ip -n "$PREFIX$h" link set eth0 mtu 1600
 done
 # Native XDP_TX on a veth delivers only if the peer runs XDP too (veth.c).
-run_in br "$BIN/spooky" xdp-pass attach v-lb --pin-root "$PINS/br" >/dev/null
+quiet run_in br "$BIN/spooky" xdp-pass attach v-lb --pin-root "$PINS/br"
 # Native XDP drops the client's half-done (offloaded) UDP checksums.
 run_in client ethtool -K eth0 tx off >/dev/null
-# The client reaches the VIPs through the load balancer.
-for vip in 198.18.0.10 198.18.0.20 198.18.0.30; do
-	ip -n "${PREFIX}client" route add "$vip/32" via 198.18.0.2
-done
+# The client reaches every VIP through the load balancer.
+ip -n "${PREFIX}client" route add 198.18.0.10/32 via 198.18.0.2
+ip -n "${PREFIX}client" route add 198.18.0.20/32 via 198.18.0.2
+ip -n "${PREFIX}client" -6 route add 2001:db8::53/128 via 2001:db8::2
 cat <<'PLAN'
-  client   198.18.0.1    spooky-client
-  lb       198.18.0.2    spooky attach eth0: VIPs 198.18.0.10 (l2dsr), .20 (ipip), .30 (l7)
-  b1       198.18.0.11   spooky-backend, server ID 0b01, weight 100
-  b2       198.18.0.12   spooky-backend, server ID 0b02, weight 200
-  b3       198.18.0.13   spooky-backend, server ID 0b03, weight 300
+   host   addresses (eth0; VIPs on lo)           runs
+   client 198.18.0.1, 2001:db8::1                spooky-client; VIPs routed via lb
+   lb     198.18.0.2, 2001:db8::2, on-link       spooky attach eth0 -c examples/spooky.yaml:
+          .1.254 .2.254 .3.254 2001:db8:1::fe      XDP for web, dns-over-quic; HTTP/3 tier
+          lo: 198.18.0.20 (edge)                   for edge
+   web-1  198.18.1.1, 2001:db8:1::1,             web-1 (h3, sid 0001), doq-1 (h3, sid 01),
+          198.18.2.1, 198.18.3.1                 api-1 (h2 over TLS), static-1 (h2c)
+   web-2  198.18.1.2, 2001:db8:1::2,             web-2 (h3, sid 0002), doq-2 (h3, sid 02),
+          198.18.2.2, 198.18.3.2                 api-2 (h3), static-2 (h2c listener, spoken h1)
+   web-3  198.18.1.3                             web-3 (h3, sid 0003)
+   web-*  lo: 198.18.0.10, 2001:db8::53          (direct server return)
 PLAN
 
-say "starting spooky-backend on each backend (direct server return: VIPs on lo)"
-for i in 0 1 2; do
-	b=${BACKENDS[$i]} n=$((11 + i))
-	sid=$(printf '0b%02x' $((i + 1)))
-	for vip in 198.18.0.10 198.18.0.20; do
-		ip -n "$PREFIX$b" addr add "$vip/32" dev lo
-	done
-	run_in "$b" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.eth0.rp_filter=0 \
+say "starting spooky-backend on the backends"
+for i in 1 2 3; do
+	h=web-$i
+	ip -n "$PREFIX$h" addr add 198.18.0.10/32 dev lo
+	# Direct server return: accept the VIP, never answer ARP for it.
+	run_in "$h" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.eth0.rp_filter=0 \
 		net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2
-	# ipip: strip the tunnel header in XDP (no tunnel device needed).
-	run_in "$b" "$BIN/spooky" decap attach eth0 --pin-root "$PINS/$b" >/dev/null
-	for addr in 198.18.0.10:443 198.18.0.20:443 "198.18.0.$n:8443"; do
-		log="$WORK/$b-${addr//[^0-9]/_}.log"
-		run_in "$b" "$BIN/spooky-backend" --listen "$addr" --name "$b" \
-			--config-id 1 --server-id "$sid" --nonce-len 8 >"$log" 2>&1 &
-		echo "  $b on $addr (pid $!)"
-	done
+	backend "$h" "web-$i" --listen 198.18.0.10:443 --name "web-$i" \
+		--config-id 0 --server-id "000$i" --nonce-len 6 --key "$WEB_KEY"
 done
-# Wait (polling, with a deadline) until every backend says it serves.
+for i in 1 2; do
+	h=web-$i
+	ip -n "$PREFIX$h" addr add 2001:db8::53/128 dev lo
+	# dns-over-quic is ipip: strip the tunnel header in XDP (no tunnel device).
+	quiet run_in "$h" "$BIN/spooky" decap attach eth0 --pin-root "$PINS/$h"
+	backend "$h" "doq-$i" --listen "[2001:db8::53]:853" --name "doq-$i" \
+		--config-id 1 --server-id "0$i" --nonce-len 8
+done
+# The edge's pools: api verifies its upstreams against the example CA as
+# api.example.test; static is cleartext.
+backend web-1 api-1 --protocol h2 --listen 198.18.2.1:8443 --name api-1 \
+	--cert "$CERTS/example.test.crt" --key-file "$CERTS/example.test.key"
+backend web-2 api-2 --protocol h3 --listen 198.18.2.2:8443 --name api-2 --server-id 02 \
+	--cert "$CERTS/example.test.crt" --key-file "$CERTS/example.test.key"
+backend web-1 static-1 --protocol h2c --listen 198.18.3.1:8080 --name static-1
+backend web-2 static-2 --protocol h2c --listen 198.18.3.2:8080 --name static-2
 for log in "$WORK"/*.log; do
-	for _ in $(seq 100); do
-		grep -q "serving HTTP/3" "$log" && break
-		sleep 0.1
-	done
-	grep -q "serving HTTP/3" "$log" || { echo "demo.sh: a backend did not start:"; cat "$log"; exit 1; }
+	wait_log "$log" "msg=\"serving"
 done
 
-say "starting spooky attach eth0 on lb"
-ip -n "${PREFIX}lb" addr add 198.18.0.30/32 dev lo
-CERTS=$ROOT/examples/certs
-cat >"$WORK/spooky.yaml" <<YAML
-# The demo's configuration; examples/spooky.yaml documents every field.
-services:
-  - name: web
-    address: 198.18.0.10
-    port: 443
-    forwarding: l2dsr
-    hash: 4-tuple            # one client, many connections: spread them
-    cid: [{config_id: 1, server_id_len: 2, nonce_len: 8}]
-    backends:
-      - {name: b1, address: 198.18.0.11, weight: ${WEIGHTS[0]}, server_id: "0b01"}
-      - {name: b2, address: 198.18.0.12, weight: ${WEIGHTS[1]}, server_id: "0b02"}
-      - {name: b3, address: 198.18.0.13, weight: ${WEIGHTS[2]}, server_id: "0b03"}
-  - name: tunnel
-    address: 198.18.0.20
-    port: 443
-    forwarding: ipip
-    hash: 4-tuple
-    cid: [{config_id: 1, server_id_len: 2, nonce_len: 8}]
-    backends:
-      - {name: b1, address: 198.18.0.11, weight: ${WEIGHTS[0]}, server_id: "0b01"}
-      - {name: b2, address: 198.18.0.12, weight: ${WEIGHTS[1]}, server_id: "0b02"}
-      - {name: b3, address: 198.18.0.13, weight: ${WEIGHTS[2]}, server_id: "0b03"}
-  - name: edge
-    address: 198.18.0.30
-    port: 443
-    mode: l7
-    tls: [{server_names: [example.test], cert: $CERTS/example.test.crt, key: $CERTS/example.test.key}]
-    routes: [{pool: app, transforms: {response_headers: {set: {X-Via-Spooky: l7}}}}]
-pools:
-  - name: app
-    policy: round_robin
-    upstreams:
-      - {address: "h3://198.18.0.11:8443", tls: {insecure_skip_verify: true}}
-      - {address: "h3://198.18.0.12:8443", tls: {insecure_skip_verify: true}}
-      - {address: "h3://198.18.0.13:8443", tls: {insecure_skip_verify: true}}
-YAML
-"$BIN/spooky" validate -c "$WORK/spooky.yaml"
-run_in lb "$BIN/spooky" attach eth0 -c "$WORK/spooky.yaml" --pin-root "$PINS/lb" >"$WORK/spooky.log" 2>&1 &
-echo "  spooky attach (pid $!, log $WORK/spooky.log)"
-for _ in $(seq 100); do
-	grep -q "msg=serving" "$WORK/spooky.log" && break
-	sleep 0.1
-done
-grep -q "msg=serving" "$WORK/spooky.log" || { echo "demo.sh: spooky did not start:"; cat "$WORK/spooky.log"; exit 1; }
+say "starting spooky attach eth0 -c examples/spooky.yaml on lb"
+run_in lb "$BIN/spooky" attach eth0 -c "$CONFIG" --pin-root "$PINS/lb" >"$WORK/spooky.out" 2>&1 &
+note "pid $!, log $WORK/spooky.out"
+wait_log "$WORK/spooky.out" "msg=serving"
+note "the example's admin socket and metrics listener are not served yet, nor its health checks"
 
 failed=0
-for url in https://198.18.0.10/ https://198.18.0.20/; do
-	say "spooky-client → $url through XDP ($CONNS connections × $REQUESTS requests)"
-	run_in client "$BIN/spooky-client" --url "$url" --conns "$CONNS" \
-		--requests "$REQUESTS" --insecure || failed=1
-done
-say "spooky-client → https://198.18.0.30/ through the HTTP/3 request tier"
-run_in client "$BIN/spooky-client" --url https://198.18.0.30/ --conns 3 \
-	--requests "$REQUESTS" --insecure || failed=1
-echo "  (the request tier balances each request, round robin, so one connection's"
-echo "   requests are answered by several backends: that is expected here)"
+# client LABEL URL CONNS REQUESTS WANT...: runs spooky-client from the client
+# host and checks that each backend named in WANT answered at least once.
+client() {
+	local label=$1 url=$2 conns=$3 reqs=$4 out
+	shift 4
+	say "$label"
+	out=$WORK/client.out
+	if ! run_in client "$BIN/spooky-client" --url "$url" --conns "$conns" --requests "$reqs" \
+		--insecure | tee "$out"; then
+		failed=1
+	fi
+	for b in "$@"; do
+		if ! grep -q "^$b " "$out"; then
+			echo "demo.sh: $b never answered $url" >&2
+			failed=1
+		fi
+	done
+}
+
+client "web: https://198.18.0.10/ through XDP, l2dsr ($CONNS connections × $REQUESTS requests)" \
+	https://198.18.0.10/ "$CONNS" "$REQUESTS" web-1 web-2 web-3
+note "shown: 4-tuple Maglev spreads connections by weight 100/100/50 (~40/40/20 %); web's CIDs are AES-encrypted and XDP has no AES (the Go forwarder that would decrypt them does not exist yet), so its packets go by flow table and Maglev, not CID (stats: BY FLOW, BY MAGLEV, cid_cache_miss)."
+
+client "dns-over-quic: https://[2001:db8::53]:853/ through XDP, ipip over IPv6 (20 connections)" \
+	"https://[2001:db8::53]:853/" 20 "$REQUESTS" doq-1 doq-2
+note "shown: XDP wraps each datagram in IPv6 to 2001:db8:1::1 or ::2 and spooky decap strips it on the backend; the plaintext CIDs (config 1) route each connection by its server ID (stats: BY CID)."
+
+client "edge → api: https://198.18.0.20/ through the HTTP/3 tier (8 connections × 4 requests)" \
+	https://198.18.0.20/ 8 4 api-1 api-2
+note "shown: edge terminates HTTP/3 and its last route sends / to pool api, least_response_time over api-1 (HTTP/2 over TLS) and api-2 (HTTP/3), both verified against certs/example.test.crt as api.example.test; it balances per request, so 'answered by more than one backend' is expected."
+
+client "edge → static: https://198.18.0.20/static/app.css through the HTTP/3 tier (8 connections × 4 requests)" \
+	https://198.18.0.20/static/app.css 8 4 static-1 static-2
+note "shown: the route path_regex ^/static/.*\\.(css|js)\$ sends this to pool static, p2c over static-1 (h2c://, cleartext HTTP/2) and static-2 (http://, HTTP/1.1); again per request."
 
 say "spooky stats eth0 (XDP counters on lb)"
 run_in lb "$BIN/spooky" stats eth0 --pin-root "$PINS/lb"
+note "shown: per-VIP paths, per-backend packets, per-reason counts; 198.18.0.20 is l7, so XDP passes its packets to the kernel for the HTTP/3 tier (pass_l7) and its row stays 0."
 
+if grep -qE 'level=(WARN|ERROR)' "$WORK/spooky.out"; then
+	note "spooky logged:"
+	grep -E 'level=(WARN|ERROR)' "$WORK/spooky.out" | sed 's/^/     /'
+fi
 say "tearing down"
 if [ "$failed" != 0 ]; then
-	echo "demo.sh: some requests failed (see above)" >&2
+	echo "demo.sh: some requests failed or some backend never answered (see above)" >&2
 	exit 1
 fi
-echo "done: QUIC connections were spread by weight through XDP (l2dsr and ipip) and proxied by the HTTP/3 tier."
+echo "done: examples/spooky.yaml served every service: web and dns-over-quic through XDP, edge's api and static pools through the HTTP/3 tier."

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/quic-go/quic-go"
@@ -13,8 +14,30 @@ import (
 	"github.com/spooky-lb/spooky/cid"
 )
 
+// protocol is the HTTP version (and transport) spooky-backend serves.
+type protocol string
+
+// The protocols of --protocol. Only h3 runs over QUIC, so only h3 issues
+// routable connection IDs; the others are upstreams for spooky's request
+// tier, which speaks each of them (l7 pool URLs h3://, https://, h2c://,
+// http://).
+const (
+	protoH3  protocol = "h3"  // HTTP/3 over QUIC (RFC 9114); UDP
+	protoH1  protocol = "h1"  // HTTP/1.1 over TLS only (ALPN http/1.1); TCP
+	protoH2  protocol = "h2"  // HTTP/2 over TLS, ALPN h2 with http/1.1 fallback (RFC 9113 §3.2); TCP
+	protoH2C protocol = "h2c" // cleartext HTTP/2 with prior knowledge (RFC 9113 §3.3) and HTTP/1.1; TCP
+)
+
+// tls reports whether the protocol runs over TLS (h2c does not).
+func (p protocol) tls() bool { return p != protoH2C }
+
+// cidFlags are the flags that only make sense over QUIC (--protocol h3).
+var cidFlags = []string{"config-id", "server-id", "nonce-len", "key", "reset-key"}
+
 // options is the parsed command line.
 type options struct {
+	// proto is what is served; the zero value means h3.
+	proto    protocol
 	listen   netip.AddrPort
 	name     string
 	cid      cid.Config
@@ -30,8 +53,9 @@ type options struct {
 func parseArgs(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("spooky-backend", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	listen := fs.String("listen", "", "UDP address to bind, `ADDR:PORT` (for direct server return, the VIP)")
-	name := fs.String("name", "", "backend name, returned by GET / and in X-Backend")
+	proto := fs.String("protocol", string(protoH3), "what to serve, `PROTO`: h3 (HTTP/3, UDP), h1 (HTTP/1.1 over TLS), h2 (HTTP/2 over TLS, HTTP/1.1 fallback) or h2c (cleartext HTTP/2 and HTTP/1.1)")
+	listen := fs.String("listen", "", "address to bind, `ADDR:PORT`: UDP for h3, TCP otherwise (for direct server return, the VIP)")
+	name := fs.String("name", "", "backend name, the answer to every path but /healthz and its X-Backend header")
 	configID := fs.Uint("config-id", 0, "QUIC-LB config rotation codepoint, 0..6")
 	serverID := fs.String("server-id", "", "QUIC-LB server ID, `HEX` (its length is the server ID length)")
 	nonceLen := fs.Int("nonce-len", 8, "QUIC-LB nonce length in octets, ≥4")
@@ -48,6 +72,11 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 
 	var o options
 	var err error
+	switch o.proto = protocol(*proto); o.proto {
+	case protoH3, protoH1, protoH2, protoH2C:
+	default:
+		return o, fmt.Errorf("--protocol %q: want h3, h1, h2 or h2c", *proto)
+	}
 	if *listen == "" {
 		return o, fmt.Errorf("--listen is required")
 	}
@@ -59,6 +88,24 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.name = *name; o.name == "" || strings.ContainsAny(o.name, "\r\n") {
 		return o, fmt.Errorf("--name %q: want a non-empty single-line name", *name)
+	}
+	if o.proto != protoH3 {
+		var set []string
+		fs.Visit(func(f *flag.Flag) {
+			if slices.Contains(cidFlags, f.Name) {
+				set = append(set, "--"+f.Name)
+			}
+		})
+		if len(set) > 0 {
+			return o, fmt.Errorf("%s: only for --protocol h3 (connection IDs are QUIC's), not %s", strings.Join(set, ", "), o.proto)
+		}
+		if err := o.setCertFiles(*certFile, *keyFile); err != nil {
+			return o, err
+		}
+		if !o.proto.tls() && o.certFile != "" {
+			return o, fmt.Errorf("--cert: %s is cleartext; leave out --cert and --key-file", o.proto)
+		}
+		return o, nil
 	}
 	if *configID > cid.MaxConfigID {
 		return o, fmt.Errorf("--config-id %d: want 0..%d", *configID, cid.MaxConfigID)
@@ -83,9 +130,17 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 		o.resetKey = new(quic.StatelessResetKey)
 		copy(o.resetKey[:], b)
 	}
-	o.certFile, o.keyFile = *certFile, *keyFile
-	if (o.certFile == "") != (o.keyFile == "") {
-		return o, fmt.Errorf("--cert and --key-file go together")
+	if err := o.setCertFiles(*certFile, *keyFile); err != nil {
+		return o, err
 	}
 	return o, nil
+}
+
+// setCertFiles takes --cert and --key-file, which go together.
+func (o *options) setCertFiles(certFile, keyFile string) error {
+	o.certFile, o.keyFile = certFile, keyFile
+	if (o.certFile == "") != (o.keyFile == "") {
+		return fmt.Errorf("--cert and --key-file go together")
+	}
+	return nil
 }

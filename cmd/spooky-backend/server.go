@@ -30,11 +30,12 @@ const initialPacketSize = 1252
 // shutdownGrace is how long a SIGTERM waits for running requests after GOAWAY.
 const shutdownGrace = 5 * time.Second
 
-// handler answers GET / with the backend's name, in the body and in the
-// X-Backend header, and GET /healthz with 200.
+// handler answers GET / (and any other path but /healthz, so a load
+// balancer's path routes all get an answer) with the backend's name, in the
+// body and in the X-Backend header, and GET /healthz with 200.
 func handler(name string) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("X-Backend", name)
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintf(w, "%s\n", name)
@@ -46,11 +47,18 @@ func handler(name string) http.Handler {
 	return mux
 }
 
-// run binds exactly opts.listen and serves HTTP/3 until ctx is done, then
-// shuts down gracefully (GOAWAY, then up to shutdownGrace for running
-// requests). ready, if not nil, is called with the bound address once
-// packets are being accepted.
+// run binds exactly opts.listen, UDP for h3 and TCP for the others, and
+// serves until ctx is done, then shuts down gracefully (GOAWAY, then up to
+// shutdownGrace for running requests). ready, if not nil, is called with the
+// bound address once connections are being accepted.
 func run(ctx context.Context, opts options, logger *slog.Logger, ready func(net.Addr)) error {
+	if opts.proto != "" && opts.proto != protoH3 {
+		ln, err := net.Listen("tcp", opts.listen.String())
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", opts.listen, err)
+		}
+		return serveTCP(ctx, ln, opts, logger, ready)
+	}
 	udp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(opts.listen))
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", opts.listen, err)
@@ -58,7 +66,7 @@ func run(ctx context.Context, opts options, logger *slog.Logger, ready func(net.
 	return serve(ctx, udp, opts, logger, ready)
 }
 
-// serve is run on a socket the caller opened; it closes conn.
+// serve serves HTTP/3 on a socket the caller opened; it closes conn.
 func serve(ctx context.Context, conn net.PacketConn, opts options, logger *slog.Logger, ready func(net.Addr)) error {
 	gen, err := cid.NewGenerator(opts.cid, opts.serverID)
 	if err != nil {

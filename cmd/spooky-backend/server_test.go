@@ -65,23 +65,18 @@ func TestServerAnswersWithItsNameAndIssuesRoutableCIDs(t *testing.T) {
 	}
 }
 
-func TestHealthzAnswers200(t *testing.T) {
+func TestHealthzAnswers200AndOtherPathsTheName(t *testing.T) {
 	addr := mustServe(t, options{name: "h", cid: cid.Config{ServerIDLen: 1, NonceLen: 4}, serverID: []byte{1}})
-	resp, err := mustClient(t, nil).Get("https://" + addr.String() + "/healthz")
-	if err != nil {
-		t.Fatal(err)
+	client := mustClient(t, nil)
+	if resp := mustGet(t, client, "https://"+addr.String()+"/healthz"); resp.status != http.StatusOK {
+		t.Errorf("GET /healthz = %d, want 200", resp.status)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("GET /healthz = %d, want 200", resp.StatusCode)
-	}
-	resp, err = mustClient(t, nil).Get("https://" + addr.String() + "/nope")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNotFound {
-		t.Errorf("GET /nope = %d, want 404", resp.StatusCode)
+	// A load balancer's path routes (say /static/...) reach backends too.
+	for _, path := range []string{"/static/app.css", "/v1/users"} {
+		resp := mustGet(t, client, "https://"+addr.String()+path)
+		if resp.status != http.StatusOK || resp.body != "h\n" || resp.backend != "h" {
+			t.Errorf("GET %s = %d %q X-Backend=%q, want 200 \"h\\n\" and X-Backend h", path, resp.status, resp.body, resp.backend)
+		}
 	}
 }
 
