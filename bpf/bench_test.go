@@ -166,8 +166,6 @@ func BenchmarkXDP(b *testing.B) {
 	if err := clearFlows(objs); err != nil {
 		b.Fatal(err)
 	}
-	goFlow := frame{src: client4b, dst: vipL2, payload: longHeader(randomCID)}.bytes()
-	mustPut(b, objs.Flows, NewFlowKey(0, client4b), FlowState{Backend: 2, LastSeenNs: uint64(time.Now().UnixNano())})
 	mustFullMaglevTable(b, objs, vipL2, 0)
 	st := mustLoadStamp(b, objs)
 
@@ -195,12 +193,8 @@ func BenchmarkXDP(b *testing.B) {
 	b.Run("lb/flow-hit/repeat", func(b *testing.B) {
 		report(b, benchRepeat(b, objs.XdpLb, initial, xdpTX), baseRepeat)
 	})
-	// A flow Go wrote into flows (found after a flow_cache miss).
-	b.Run("lb/flow-hit-go-flows/repeat", func(b *testing.B) {
-		report(b, benchRepeat(b, objs.XdpLb, goFlow, xdpTX), baseRepeat)
-	})
-	// Every repetition a new client: flow_cache and flows miss, the
-	// Maglev table decides, flow_cache records it.
+	// Every repetition a new client: flow_cache misses, the Maglev table
+	// decides, flow_cache records it.
 	b.Run("lb/initial-maglev/stamp", func(b *testing.B) {
 		before := mustVIPCounters(b, objs, 0)
 		d := benchStamp(b, st, objs.XdpLb, initial, xdpTX)

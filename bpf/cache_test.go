@@ -1,10 +1,13 @@
 package bpf
 
 import (
+	"errors"
 	"net/netip"
 	"runtime"
 	"testing"
+	"time"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -173,8 +176,8 @@ func TestFlowCache(t *testing.T) {
 		if d := after.backends[pick].Packets - before.backends[pick].Packets; d != 1 {
 			t.Errorf("backend %d counted %d packets, want 1", pick, d)
 		}
-		if _, ok := mustLookupFlow(t, objs, 0, client4b); ok {
-			t.Error("XDP wrote its decision into flows; it belongs in flow_cache")
+		if n := mustCPUsHolding(t, objs, key, pick); n != 1 {
+			t.Errorf("%d CPUs hold the flow in the slot FlowCacheSlot names, want 1 (the test's)", n)
 		}
 	})
 	t.Run("a cached flow to an unusable backend is hashed again and replaced", func(t *testing.T) {
@@ -198,29 +201,123 @@ func TestFlowCache(t *testing.T) {
 		}
 		wantFlow(0, client4b, other)(t, objs)
 	})
-	t.Run("DeleteFlows removes matching flows from flows and flow_cache", func(t *testing.T) {
+	t.Run("a flow Go puts is followed on every CPU until DeleteFlows removes it", func(t *testing.T) {
+		objs := mustWorld(t)
+		mustPutFlow(t, objs, 0, client4b, FlowState{Backend: other, LastSeenNs: 1})
+		if n, cpus := mustCPUsHolding(t, objs, key, other), mustPossibleCPUs(t); n != cpus {
+			t.Fatalf("%d of %d CPUs hold the flow", n, cpus)
+		}
+		mustRoute(t, objs, initial, xdpTX, other) // on whichever CPU
+		if _, err := DeleteFlows(objs, func(k FlowKey, _ FlowState) bool { return k == key }); err != nil {
+			t.Fatal(err)
+		}
+		mustRoute(t, objs, initial, xdpTX, pick)
+	})
+	t.Run("PutFlow refuses a flow without a last-seen time", func(t *testing.T) {
+		objs := mustLoadLB(t)
+		if err := PutFlow(objs, key, FlowState{Backend: 1}); !errors.Is(err, ErrNoTimestamp) {
+			t.Errorf("PutFlow without LastSeenNs = %v, want ErrNoTimestamp", err)
+		}
+	})
+	t.Run("DeleteFlows removes the matching flows of every CPU and keeps the others", func(t *testing.T) {
 		pinToOneCPU(t)
 		objs := mustWorld(t)
-		mustRoute(t, objs, initial, xdpTX, pick)
-		mustPut(t, objs.Flows, NewFlowKey(0, client4), FlowState{Backend: pick, LastSeenNs: 1})
-		mustPut(t, objs.Flows, NewFlowKey(0, client6), FlowState{Backend: 5, LastSeenNs: 1})
+		cpus := mustPossibleCPUs(t)
+		k4, k6 := NewFlowKey(0, client4), NewFlowKey(0, client6)
+		if s := FlowCacheSlot(key); s == FlowCacheSlot(k4) || s == FlowCacheSlot(k6) || FlowCacheSlot(k4) == FlowCacheSlot(k6) {
+			t.Fatal("the test's flows share a flow_cache slot; pick other clients")
+		}
+		mustRoute(t, objs, initial, xdpTX, pick) // client4b -> pick, this CPU
+		mustPutFlow(t, objs, 0, client4, FlowState{Backend: pick, LastSeenNs: 1})
+		mustPutFlow(t, objs, 0, client6, FlowState{Backend: 5, LastSeenNs: 1})
 		n, err := DeleteFlows(objs, func(_ FlowKey, s FlowState) bool { return s.Backend == pick })
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n != 2 {
-			t.Errorf("deleted %d flows, want 2", n)
+		if want := 1 + cpus; n != want {
+			t.Errorf("deleted %d entries, want %d (XDP's on one CPU, Go's on %d)", n, want, cpus)
 		}
-		if _, ok := mustLookupCachedFlow(t, objs, key); ok {
-			t.Error("flow_cache still holds the flow")
+		if got := mustCPUsHolding(t, objs, key, pick); got != 0 {
+			t.Errorf("%d CPUs still hold the flow XDP recorded", got)
 		}
-		if _, ok := mustLookupFlow(t, objs, 0, client4); ok {
-			t.Error("flows still holds the flow of the deleted backend")
+		if got := mustCPUsHolding(t, objs, k4, pick); got != 0 {
+			t.Errorf("%d CPUs still hold the flow Go put for the deleted backend", got)
 		}
-		if _, ok := mustLookupFlow(t, objs, 0, client6); !ok {
-			t.Error("flows lost a flow that did not match")
+		if got := mustCPUsHolding(t, objs, k6, 5); got != cpus {
+			t.Errorf("%d of %d CPUs kept a flow that did not match", got, cpus)
 		}
 		mustMaglevTable(t, objs, 0, 0, repeatTable(other))
 		mustRoute(t, objs, initial, xdpTX, other)
 	})
+	t.Run("flows are stamped with the coarse monotonic clock, read again once it moves", func(t *testing.T) {
+		pinToOneCPU(t)
+		objs := mustWorld(t)
+		before := mustCoarseNow(t)
+		mustRoute(t, objs, initial, xdpTX, pick)
+		after := mustCoarseNow(t)
+		first, ok := mustLookupCachedFlow(t, objs, key)
+		if !ok {
+			t.Fatal("no flow recorded")
+		}
+		// XDP reads the clock once per jiffy and may see the tick's
+		// jiffies before its time (tick_do_update_jiffies64): allow
+		// one tick (at most 10 ms, HZ >= 100) of lag.
+		if first.LastSeenNs+uint64(10*time.Millisecond) < before || first.LastSeenNs > after {
+			t.Fatalf("flow stamped %d, want CLOCK_MONOTONIC_COARSE between %d and %d", first.LastSeenNs, before, after)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for mustCoarseNow(t) <= first.LastSeenNs {
+			if time.Now().After(deadline) {
+				t.Fatal("the coarse clock did not move in 5 s")
+			}
+			runtime.Gosched()
+		}
+		next := netip.AddrPortFrom(client4b.Addr(), client4b.Port()+1)
+		in := frame{src: next, dst: vipL2, payload: longHeader(randomCID)}.bytes()
+		mustRoute(t, objs, in, xdpTX, maglevPick(vipL2, next))
+		second, ok := mustLookupCachedFlow(t, objs, NewFlowKey(0, next))
+		if !ok {
+			t.Fatal("no flow recorded for the second client")
+		}
+		if second.LastSeenNs <= first.LastSeenNs {
+			t.Errorf("a flow recorded a tick later is stamped %d, not after the first's %d: the per-CPU clock was not read again", second.LastSeenNs, first.LastSeenNs)
+		}
+	})
+}
+
+// mustCPUsHolding counts the CPUs whose flow_cache holds key -> backend in
+// the slot FlowCacheSlot names.
+func mustCPUsHolding(tb testing.TB, objs *LBObjects, key FlowKey, backend uint32) int {
+	tb.Helper()
+	var perCPU []FlowCacheEntry
+	if err := objs.FlowCache.Lookup(FlowCacheSlot(key), &perCPU); err != nil {
+		tb.Fatal(err)
+	}
+	n := 0
+	for _, e := range perCPU {
+		if e.Key == key && e.State.Backend == backend && e.State.LastSeenNs != 0 {
+			n++
+		}
+	}
+	return n
+}
+
+func mustPossibleCPUs(tb testing.TB) int {
+	tb.Helper()
+	n, err := ebpf.PossibleCPU()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}
+
+// mustCoarseNow reads CLOCK_MONOTONIC_COARSE, the clock
+// bpf_ktime_get_coarse_ns reads.
+func mustCoarseNow(tb testing.TB) uint64 {
+	tb.Helper()
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC_COARSE, &ts); err != nil {
+		tb.Fatal(err)
+	}
+	return uint64(ts.Nano())
 }

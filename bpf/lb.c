@@ -10,7 +10,7 @@
  *   1. routable CID: plaintext server ID -> server_ids, or encrypted
  *      config -> cid_cache (Go decrypts and fills it);
  *   2. flow table (4-tuple), for Initial/0-RTT packets whose DCID the
- *      client chose at random: flow_cache (XDP's own), then flows (Go's);
+ *      client chose at random: this CPU's flow_cache;
  *   3. the VIP's Maglev table by flow_hash (hash.h), then record the flow
  *      in flow_cache.
  *
@@ -86,19 +86,6 @@ struct {
 	__type(value, __u32);
 } cid_cache SEC(".maps");
 
-/* flows: (VIP id, client address, client port) -> backend, last seen.
- * Flows that Go records (e.g. decisions of the userspace forwarder): XDP
- * follows them but records its own Maglev decisions in flow_cache, because
- * an insert here costs 300-700 ns (htab_lru_map_update_elem and
- * bpf_lru_pop_free under their locks), 8x the rest of the packet. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, MAX_FLOWS);
-	__uint(map_flags, BPF_F_NO_COMMON_LRU);
-	__type(key, struct flow_key);
-	__type(value, struct flow_state);
-} flows SEC(".maps");
-
 /*
  * Caches. On the machines spooky is measured on, every helper call costs
  * about 18 ns and a hash map lookup with a 20-octet key about 45 ns, while
@@ -113,12 +100,18 @@ struct {
  * seen by every CPU on its next packet. While cache_gen[0] is 0 (Go never
  * bumped it) the caches are not used and every packet looks up the hashes.
  *
- * flow_cache is the flow table XDP writes (DESIGN.md routing step 4): per
- * CPU, like the RX queue a 4-tuple is steered to by RSS, so the client's
- * Initial and 0-RTT packets find the entry their first packet made. If RSS
- * moves a flow to another CPU, or a colliding flow replaces its entry, the
- * next packet is hashed again: the same backend unless the backend set
- * changed in between (which is what the flow table guards against).
+ * flow_cache is the flow table (DESIGN.md routing step 4), the only one:
+ * per CPU, like the RX queue a 4-tuple is steered to by RSS, so the
+ * client's Initial and 0-RTT packets find the entry their first packet
+ * made. If RSS moves a flow to another CPU, or a colliding flow replaces
+ * its entry, the next packet is hashed again: the same backend unless the
+ * backend set changed in between (which is what the flow table guards
+ * against). A shared LRU hash of flows was dropped: its lookup alone cost
+ * 70-90 ns for every new flow, and an insert 300-700 ns
+ * (htab_lru_map_update_elem and bpf_lru_pop_free under their locks).
+ *
+ * clock caches bpf_ktime_get_coarse_ns per CPU for the jiffy it was read
+ * in, so stamping a flow costs an inlined array lookup, not a helper call.
  */
 
 /* cache_gen: [0] -> generation of vips and server_ids; 0 = no caching. */
@@ -145,14 +138,23 @@ struct {
 	__type(value, struct sid_cache_entry);
 } sid_cache SEC(".maps");
 
-/* flow_cache: slot -> flow decided by Maglev on this CPU. Go deletes the
- * entries of freed backends with bpf.DeleteFlows, as it does in flows. */
+/* flow_cache: slot -> flow decided by Maglev on this CPU (or put on every
+ * CPU by Go, bpf.PutFlow). Go deletes the entries of freed backends and
+ * idle ones with bpf.DeleteFlows. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, FLOW_CACHE_SIZE);
 	__type(key, __u32);
 	__type(value, struct flow_cache_entry);
 } flow_cache SEC(".maps");
+
+/* clock: [0] -> this CPU's last read of the coarse clock. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct coarse_clock);
+} clock SEC(".maps");
 
 /* config: [0] -> this load balancer's MAC and encapsulation sources. */
 struct {
@@ -692,12 +694,6 @@ struct words6 {
 	__u32 w0, w1, w2, w3, w4, w5;
 };
 
-/* key6 overlays a flow_key on its words. */
-union key6 {
-	struct flow_key flow;
-	__u32 w[6];
-};
-
 static __always_inline void store6(__u32 *w, struct words6 k)
 {
 	w[0] = k.w0;
@@ -726,9 +722,30 @@ static __always_inline int flow_key_equal(const struct flow_key *key, struct wor
 		 (a[4] ^ fk.w4) | (a[5] ^ fk.w5));
 }
 
-/* route_flow_or_hash: the flow table (draft-21 §4.2 step 4: flow_cache,
- * then the flows Go recorded), else the Maglev table (step 5), recording
- * the decision in flow_cache. */
+/* coarse_now returns CLOCK_MONOTONIC_COARSE in ns as of the current jiffy
+ * (jiffies, from bpf_jiffies64), calling bpf_ktime_get_coarse_ns only for
+ * the first packet of a jiffy on this CPU. A fresh entry (jiffies 0) never
+ * matches: jiffies start at INITIAL_JIFFIES, not 0. The clock is not 0
+ * once the system runs, so the result marks a used flow_cache slot. */
+static __always_inline __u64 coarse_now(__u64 jiffies)
+{
+	__u32 zero = 0;
+	struct coarse_clock *c = bpf_map_lookup_elem(&clock, &zero);
+	__u64 ns;
+
+	if (c && c->jiffies == jiffies)
+		return c->ns;
+	ns = bpf_ktime_get_coarse_ns();
+	if (c) {
+		c->jiffies = jiffies;
+		c->ns = ns;
+	}
+	return ns;
+}
+
+/* route_flow_or_hash: the flow table (draft-21 §4.2 step 4: this CPU's
+ * flow_cache), else the Maglev table (step 5), recording the decision in
+ * flow_cache. */
 static __always_inline int route_flow_or_hash(struct xdp_md *ctx,
 					      const struct packet *p,
 					      const struct vip_info *vip)
@@ -738,7 +755,7 @@ static __always_inline int route_flow_or_hash(struct xdp_md *ctx,
 		.w4 = vip->id,
 		.w5 = p->udp->source,
 	};
-	__u32 jiffies = bpf_jiffies64(); /* inlined: a load, no call */
+	__u64 jiffies = bpf_jiffies64(); /* inlined: a load, no call */
 
 	if (p->family != FAMILY_IPV4) {
 		fk.w1 = p->saddr[1];
@@ -752,32 +769,13 @@ static __always_inline int route_flow_or_hash(struct xdp_md *ctx,
 		const struct backend_info *be = usable_backend(idx);
 
 		if (be) {
-			if (jiffies - ce->state.seen_jiffies >= FLOW_REFRESH_JIFFIES) {
+			if ((__u32)jiffies - ce->state.seen_jiffies >= FLOW_REFRESH_JIFFIES) {
 				ce->state.seen_jiffies = jiffies;
-				ce->state.last_seen_ns = bpf_ktime_get_coarse_ns();
+				ce->state.last_seen_ns = coarse_now(jiffies);
 			}
 			return forward(ctx, p, vip, idx, be, PATH_FLOW);
 		}
 		count(REASON_FLOW_BACKEND_UNUSABLE);
-	} else {
-		union key6 k;
-
-		store6(k.w, fk);
-		struct flow_state *fs = bpf_map_lookup_elem(&flows, &k.flow);
-
-		if (fs) {
-			__u32 idx = fs->backend;
-			const struct backend_info *be = usable_backend(idx);
-
-			if (be) {
-				__u64 now = bpf_ktime_get_coarse_ns();
-
-				if (now - fs->last_seen_ns > FLOW_REFRESH_NS)
-					fs->last_seen_ns = now;
-				return forward(ctx, p, vip, idx, be, PATH_FLOW);
-			}
-			count(REASON_FLOW_BACKEND_UNUSABLE);
-		}
 	}
 
 	__u32 m = vip->maglev_size;
@@ -804,7 +802,7 @@ static __always_inline int route_flow_or_hash(struct xdp_md *ctx,
 		store6((__u32 *)&ce->key, fk);
 		ce->state.backend = idx;
 		ce->state.seen_jiffies = jiffies;
-		ce->state.last_seen_ns = bpf_ktime_get_coarse_ns();
+		ce->state.last_seen_ns = coarse_now(jiffies);
 	}
 	return forward(ctx, p, vip, idx, be, PATH_MAGLEV);
 }

@@ -59,6 +59,12 @@ type lbCidKey struct {
 	Pad   [3]uint8
 }
 
+type lbCoarseClock struct {
+	_       structs.HostLayout
+	Jiffies uint64
+	Ns      uint64
+}
+
 type lbFamily uint8
 
 const (
@@ -214,9 +220,9 @@ const (
 	lbMapBackends     = "backends"
 	lbMapCacheGen     = "cache_gen"
 	lbMapCidCache     = "cid_cache"
+	lbMapClock        = "clock"
 	lbMapConfig       = "config"
 	lbMapFlowCache    = "flow_cache"
-	lbMapFlows        = "flows"
 	lbMapMaglev       = "maglev"
 	lbMapReasonStats  = "reason_stats"
 	lbMapServerIds    = "server_ids"
@@ -280,9 +286,9 @@ type lbMapSpecs struct {
 	Backends     *ebpf.MapSpec `ebpf:"backends"`
 	CacheGen     *ebpf.MapSpec `ebpf:"cache_gen"`
 	CidCache     *ebpf.MapSpec `ebpf:"cid_cache"`
+	Clock        *ebpf.MapSpec `ebpf:"clock"`
 	Config       *ebpf.MapSpec `ebpf:"config"`
 	FlowCache    *ebpf.MapSpec `ebpf:"flow_cache"`
-	Flows        *ebpf.MapSpec `ebpf:"flows"`
 	Maglev       *ebpf.MapSpec `ebpf:"maglev"`
 	ReasonStats  *ebpf.MapSpec `ebpf:"reason_stats"`
 	ServerIds    *ebpf.MapSpec `ebpf:"server_ids"`
@@ -322,9 +328,9 @@ type lbMaps struct {
 	Backends     *ebpf.Map `ebpf:"backends"`
 	CacheGen     *ebpf.Map `ebpf:"cache_gen"`
 	CidCache     *ebpf.Map `ebpf:"cid_cache"`
+	Clock        *ebpf.Map `ebpf:"clock"`
 	Config       *ebpf.Map `ebpf:"config"`
 	FlowCache    *ebpf.Map `ebpf:"flow_cache"`
-	Flows        *ebpf.Map `ebpf:"flows"`
 	Maglev       *ebpf.Map `ebpf:"maglev"`
 	ReasonStats  *ebpf.Map `ebpf:"reason_stats"`
 	ServerIds    *ebpf.Map `ebpf:"server_ids"`
@@ -340,9 +346,9 @@ func (m *lbMaps) Close() error {
 		m.Backends,
 		m.CacheGen,
 		m.CidCache,
+		m.Clock,
 		m.Config,
 		m.FlowCache,
-		m.Flows,
 		m.Maglev,
 		m.ReasonStats,
 		m.ServerIds,

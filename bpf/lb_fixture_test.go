@@ -2,7 +2,6 @@ package bpf
 
 import (
 	"bytes"
-	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -28,7 +27,7 @@ func skipUnlessRoot(tb testing.TB) {
 func mustLoadLB(tb testing.TB) *LBObjects {
 	tb.Helper()
 	skipUnlessRoot(tb)
-	objs, err := LoadLB(&LoadOptions{FlowTableSize: 4096})
+	objs, err := LoadLB(nil)
 	if err != nil {
 		tb.Fatalf("load lb: %v", err)
 	}
@@ -263,17 +262,12 @@ func mustCounters(tb testing.TB, objs *LBObjects) counters {
 	return c
 }
 
-func mustLookupFlow(tb testing.TB, objs *LBObjects, vipID uint32, src netip.AddrPort) (FlowState, bool) {
+// mustPutFlow records the flow of src to VIP vipID on every CPU.
+func mustPutFlow(tb testing.TB, objs *LBObjects, vipID uint32, src netip.AddrPort, s FlowState) {
 	tb.Helper()
-	var fs FlowState
-	err := objs.Flows.Lookup(NewFlowKey(vipID, src), &fs)
-	if errors.Is(err, ebpf.ErrKeyNotExist) {
-		return fs, false
-	}
-	if err != nil {
+	if err := PutFlow(objs, NewFlowKey(vipID, src), s); err != nil {
 		tb.Fatal(err)
 	}
-	return fs, true
 }
 
 func mustInvalidateCaches(tb testing.TB, objs *LBObjects) {

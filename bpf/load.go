@@ -21,9 +21,6 @@ type LoadOptions struct {
 	// whose layout differs fails the load (ebpf.ErrMapIncompatible).
 	// If empty, nothing is pinned.
 	PinPath string
-	// FlowTableSize is the number of entries of the flows LRU map, split
-	// between the CPUs' LRU lists. If zero, MaxFlows.
-	FlowTableSize uint32
 	// LogLevel is passed to the verifier; a failed load prints the full
 	// log regardless. If zero, no log is kept for successful loads.
 	LogLevel ebpf.LogLevel
@@ -59,9 +56,6 @@ func LoadLB(opts *LoadOptions) (*LBObjects, error) {
 	if err != nil {
 		return nil, err
 	}
-	if opts.FlowTableSize != 0 {
-		spec.Maps[lbMapFlows].MaxEntries = opts.FlowTableSize
-	}
 	var objs lbObjects
 	if err := loadInto(spec, &objs, "lb", opts); err != nil {
 		return nil, err
@@ -70,7 +64,7 @@ func LoadLB(opts *LoadOptions) (*LBObjects, error) {
 }
 
 // LoadDecap loads decap.c's xdp_decap program and its maps. If opts is
-// nil, defaults apply (FlowTableSize does not apply).
+// nil, defaults apply.
 func LoadDecap(opts *LoadOptions) (*DecapObjects, error) {
 	if opts == nil {
 		opts = &LoadOptions{}

@@ -17,8 +17,6 @@ const (
 	MaxBackends = 4096
 	// MaglevMaxSize is the largest Maglev table (a prime).
 	MaglevMaxSize = 65537
-	// MaxFlows is the default size of the flows map.
-	MaxFlows = 262144
 	// CIDConfigs is the number of config rotation codepoints (0..6).
 	CIDConfigs = 7
 	// MaxServerIDLen is the longest plaintext server ID XDP decodes.
@@ -42,9 +40,9 @@ type (
 	ServerIDKey = lbServerIdKey
 	// CIDKey is the key of the cid_cache map.
 	CIDKey = lbCidKey
-	// FlowKey is the key of the flows map.
+	// FlowKey is the key of a flow_cache entry (FlowCacheEntry.Key).
 	FlowKey = lbFlowKey
-	// FlowState is the value of the flows map.
+	// FlowState is the state of a flow_cache entry (FlowCacheEntry.State).
 	FlowState = lbFlowState
 	// LBConfig is the value of the config map (index 0).
 	LBConfig = lbLbConfig
@@ -127,7 +125,8 @@ func NewVIPKey(ap netip.AddrPort) VIPKey {
 	return VIPKey{Addr: addr, Port: htons(ap.Port()), Family: fam, Proto: 17}
 }
 
-// NewFlowKey returns the flows key of the client at src talking to VIP vipID.
+// NewFlowKey returns the flow_cache entry key of the client at src talking
+// to VIP vipID.
 func NewFlowKey(vipID uint32, src netip.AddrPort) FlowKey {
 	_, addr := familyAddr(src.Addr())
 	return FlowKey{Src: addr, VipId: vipID, SrcPort: htons(src.Port())}

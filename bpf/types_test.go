@@ -17,7 +17,7 @@ func TestConstantsMatchTheObject(t *testing.T) {
 		lbMapVips:      MaxVIPs,
 		lbMapBackends:  MaxBackends,
 		lbMapMaglev:    2 * MaxVIPs,
-		lbMapFlows:     MaxFlows,
+		lbMapFlowCache: FlowCacheSize,
 		lbMapVipStats:  MaxVIPs,
 		lbMapCidCache:  65536,
 		lbMapServerIds: 65536,

@@ -264,15 +264,8 @@ func (pr *parityRun) apply(d *Desired) {
 	if err := pr.syncer.Apply(d); err != nil {
 		pr.tb.Fatalf("apply: %v", err)
 	}
-	// The Syncer deletes the freed backends' flows from flows; XDP's own
-	// flow_cache needs bpf.DeleteFlows (a no-op if the Syncer did it).
-	freed := map[uint32]bool{}
-	for _, i := range d.Freed {
-		freed[i] = true
-	}
-	if _, err := bpf.DeleteFlows(pr.objs, func(_ bpf.FlowKey, s bpf.FlowState) bool { return freed[s.Backend] }); err != nil {
-		pr.tb.Fatalf("delete flows of freed backends: %v", err)
-	}
+	// The Syncer has deleted the freed backends' flows from every CPU's
+	// flow_cache (bpf.DeleteFlows), as Router.Update forgets them.
 	// Turn on (and refresh) XDP's caches of vips and server_ids, which is
 	// how production runs.
 	if err := bpf.InvalidateCaches(pr.objs); err != nil {
@@ -311,14 +304,15 @@ func (pr *parityRun) cacheCID(vipID uint32, dcid []byte, backend uint32) {
 	}
 }
 
-// recordFlow puts a flow into flows on both sides, as Go does for the
-// decisions of the userspace forwarder.
-func (pr *parityRun) recordFlow(vipID uint32, src netip.AddrPort, backend uint32) {
+// putFlow puts a flow into the flow table on both sides: every CPU's
+// flow_cache (bpf.PutFlow) and the Router's mirror of this CPU's.
+func (pr *parityRun) putFlow(vipID uint32, src netip.AddrPort, backend uint32) {
 	pr.tb.Helper()
-	if err := pr.objs.Flows.Put(bpf.NewFlowKey(vipID, src), bpf.FlowState{Backend: backend, LastSeenNs: 1}); err != nil {
-		pr.tb.Fatalf("put flows: %v", err)
+	k := bpf.NewFlowKey(vipID, src)
+	if err := bpf.PutFlow(pr.objs, k, bpf.FlowState{Backend: backend, LastSeenNs: 1}); err != nil {
+		pr.tb.Fatal(err)
 	}
-	pr.router.RecordFlow(vipID, src, backend)
+	pr.router.tables.recordFlow(k, backend)
 }
 
 // XDP actions (enum xdp_action).
@@ -458,14 +452,14 @@ func TestParityWithXDP(t *testing.T) {
 	rng := rand.New(rand.NewPCG(0x5370306b, 2025))
 	w := newParityWorld(t, cfg, d, rng)
 	// The forwarder has decrypted half of each encrypted config's CIDs
-	// (including some of backends that became unusable) and recorded a
-	// few flows of its own.
+	// (including some of backends that became unusable), and Go put a few
+	// flows into the flow table, some to backends that become unusable.
 	for _, c := range w.cached {
 		pr.cacheCID(c.vipID, c.dcid, mustBackendIndex(t, d, c.backend))
 	}
 	for i, c := range w.clients[:8] {
 		v := w.l4VIPs(c.Addr().Is4())[i%2]
-		pr.recordFlow(v.id, c, mustBackendIndex(t, d, v.backends[i%len(v.backends)]))
+		pr.putFlow(v.id, c, mustBackendIndex(t, d, v.backends[i%len(v.backends)]))
 	}
 
 	const (
@@ -533,7 +527,7 @@ func TestParityWithXDP(t *testing.T) {
 }
 
 // compareFlows checks that the flow tables ended up equal: this CPU's
-// flow_cache slot by slot, and the flows map.
+// flow_cache slot by slot.
 func (pr *parityRun) compareFlows() {
 	t := pr.tb
 	t.Helper()
@@ -570,18 +564,5 @@ func (pr *parityRun) compareFlows() {
 	if diff > 0 {
 		t.Errorf("%d flow_cache slots differ", diff)
 	}
-	var (
-		k bpf.FlowKey
-		s bpf.FlowState
-		n int
-	)
-	for it := pr.objs.Flows.Iterate(); it.Next(&k, &s); n++ {
-		if b, ok := tables.flows[k]; !ok || b != s.Backend {
-			t.Errorf("flows: xdp has %+v -> %d, router %d (present %v)", k, s.Backend, b, ok)
-		}
-	}
-	if n != len(tables.flows) {
-		t.Errorf("flows: xdp has %d entries, router %d", n, len(tables.flows))
-	}
-	t.Logf("flow tables: %d flows cached by xdp (router %d), %d recorded by go", xdp, tables.cached, n)
+	t.Logf("flow tables: %d flows in this CPU's flow_cache (router %d)", xdp, tables.cached)
 }

@@ -122,8 +122,8 @@ func (d Decision) String() string {
 // Router makes the routing decision of lb.c in Go, for the userspace
 // forwarder and for the parity test. It holds an immutable snapshot of a
 // Desired state plus its own flow table and CID cache, which evolve with
-// the packets it routes exactly as one CPU's flow_cache and the flows and
-// cid_cache maps do in XDP. It is safe for concurrent use.
+// the packets it routes exactly as one CPU's flow_cache and the cid_cache
+// map do in XDP. It is safe for concurrent use.
 type Router struct {
 	state  atomic.Pointer[routeState]
 	tables routeTables
@@ -155,7 +155,7 @@ type routeVIP struct {
 // balancer config (SetLB) starts zero, as the XDP config map does.
 func NewRouter(d *Desired, decoders map[uint32]*cid.Decoder) *Router {
 	r := &Router{}
-	r.tables.init(bpf.MaxFlows, 65536)
+	r.tables.init(65536)
 	r.state.Store(newRouteState(d, decoders, bpf.LBConfig{}))
 	return r
 }
@@ -240,17 +240,9 @@ func (r *Router) ReasonCounts() [bpf.NumReasons]uint64 {
 	return out
 }
 
-// Flows returns the number of flows the Router knows: those in its flow
-// cache plus those recorded with RecordFlow.
+// Flows returns the number of flows in the Router's flow table, the
+// mirror of one CPU's flow_cache.
 func (r *Router) Flows() int { return r.tables.flowCount() }
-
-// RecordFlow records that the client src of VIP vipID belongs to backend,
-// as Go does in the XDP flows map (e.g. for decisions of the userspace
-// forwarder). The flow cache, where Maglev decisions go, is consulted
-// first (lb.c route_flow_or_hash).
-func (r *Router) RecordFlow(vipID uint32, src netip.AddrPort, backend uint32) {
-	r.tables.putFlow(bpf.NewFlowKey(vipID, src), backend)
-}
 
 func (r *Router) record(d Decision) Decision {
 	r.counts[d.Reason].Add(1)
@@ -592,8 +584,8 @@ func (r *Router) decrypt(st *routeState, vip *routeVIP, ck bpf.CIDKey, dcid []by
 }
 
 // routeFlowOrHash mirrors route_flow_or_hash: the flow table (draft-21
-// §4.2 step 4: the flow cache, else the flows Go recorded), else the Maglev
-// table (step 5), recording the choice in the flow cache.
+// §4.2 step 4: the flow cache), else the Maglev table (step 5), recording
+// the choice in the flow cache.
 func (r *Router) routeFlowOrHash(st *routeState, p *datagram, vip *routeVIP, ev ReasonSet) Decision {
 	fk := bpf.FlowKey{Src: p.src, VipId: vip.info.Id, SrcPort: htons(p.sport)}
 	if idx, ok := r.tables.lookupFlow(fk); ok {

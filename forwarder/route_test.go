@@ -483,22 +483,6 @@ func TestRouterCacheCIDRejectsBadLengths(t *testing.T) {
 func TestRouterFlowTables(t *testing.T) {
 	zeroRTT := quicLong(long0RTT, cid.Version1, []byte{0x7f, 1, 2, 3, 4, 5, 6, 7}, 900)
 
-	t.Run("a flow Go recorded is followed", func(t *testing.T) {
-		r := mustRouter(t, nil)
-		r.RecordFlow(0, rtClient4, 3)
-		got := r.Route(udp4(rtVIP, zeroRTT).bytes())
-		if got.Path != PathFlow || got.Backend != 3 {
-			t.Errorf("Route = %v, want flow to 3", got)
-		}
-	})
-	t.Run("the flow cache outranks a flow Go recorded", func(t *testing.T) {
-		r := mustRouter(t, nil)
-		r.Route(udp4(rtVIP, zeroRTT).bytes()) // Maglev: 1, cached
-		r.RecordFlow(0, rtClient4, 3)
-		if got := r.Route(udp4(rtVIP, zeroRTT).bytes()); got.Path != PathFlow || got.Backend != 1 {
-			t.Errorf("Route = %v, want flow to 1", got)
-		}
-	})
 	t.Run("a colliding flow replaces the cached one, which is hashed again", func(t *testing.T) {
 		r := mustRouter(t, nil)
 		first := udp4(rtVIP, zeroRTT)
@@ -506,7 +490,7 @@ func TestRouterFlowTables(t *testing.T) {
 		var other netip.AddrPort
 		for i := uint32(1); i < 1<<20 && !other.IsValid(); i++ {
 			c := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 19, byte(i >> 8), byte(i)}), uint16(i>>4))
-			if ck := bpf.NewFlowKey(0, c); flowCacheSlot(&ck) == flowCacheSlot(&k) {
+			if bpf.FlowCacheSlot(bpf.NewFlowKey(0, c)) == bpf.FlowCacheSlot(k) {
 				other = c
 			}
 		}

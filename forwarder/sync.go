@@ -173,7 +173,7 @@ func (s *Syncer) removeStale(d *Desired) error {
 	}
 	// Flows and cached CIDs of a freed index belong to the backend that
 	// left; a backend that takes the index later must not inherit them.
-	// DeleteFlows clears both flows (Go's) and flow_cache (XDP's).
+	// DeleteFlows clears the entries on every CPU's flow_cache.
 	if _, err := bpf.DeleteFlows(s.objs, func(_ bpf.FlowKey, fs bpf.FlowState) bool { return freed[fs.Backend] }); err != nil {
 		return fmt.Errorf("remove flows of freed backends: %w", err)
 	}

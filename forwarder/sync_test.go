@@ -97,8 +97,11 @@ func TestSyncer(t *testing.T) {
 		old := slotMapID(t, objs, web.Id, 0)
 		flowB1 := bpf.NewFlowKey(web.Id, netip.MustParseAddrPort("198.18.0.1:40000"))
 		flowB2 := bpf.NewFlowKey(web.Id, netip.MustParseAddrPort("198.18.0.1:40001"))
+		if bpf.FlowCacheSlot(flowB1) == bpf.FlowCacheSlot(flowB2) {
+			t.Fatal("the test's flows share a flow_cache slot; pick other clients")
+		}
 		for k, b := range map[bpf.FlowKey]uint32{flowB1: b1, flowB2: b2} {
-			if err := objs.Flows.Put(k, bpf.FlowState{Backend: b}); err != nil {
+			if err := bpf.PutFlow(objs, k, bpf.FlowState{Backend: b, LastSeenNs: 1}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -122,12 +125,11 @@ func TestSyncer(t *testing.T) {
 		if err := objs.Backends.Lookup(b1, &slot); err != nil || slot != (bpf.Backend{}) {
 			t.Errorf("b1's slot = %+v (%v), want cleared", slot, err)
 		}
-		var fs bpf.FlowState
-		if err := objs.Flows.Lookup(flowB1, &fs); !errors.Is(err, ebpf.ErrKeyNotExist) {
-			t.Errorf("a flow to the removed backend survived (%+v, %v)", fs, err)
+		if n := mustCPUsHoldingFlow(t, objs, flowB1, b1); n != 0 {
+			t.Errorf("a flow to the removed backend survived on %d CPUs", n)
 		}
-		if err := objs.Flows.Lookup(flowB2, &fs); err != nil || fs.Backend != b2 {
-			t.Errorf("a flow to a surviving backend was lost (%+v, %v)", fs, err)
+		if n, cpus := mustCPUsHoldingFlow(t, objs, flowB2, b2), mustPossibleCPUs(t); n != cpus {
+			t.Errorf("a flow to a surviving backend was kept on %d of %d CPUs", n, cpus)
 		}
 	})
 

@@ -235,8 +235,8 @@ func (x *XDP) Apply(ctx context.Context, cfg *config.Config) error {
 }
 
 // ExpireFlows deletes flow entries idle for longer than their VIP's
-// flow_timeout from both flow tables (XDP's per-CPU flow_cache and Go's
-// flows), and returns how many it deleted. An expired flow is hashed
+// flow_timeout from every CPU's flow_cache, and returns how many it
+// deleted. An expired flow is hashed
 // again on its next packet, which picks the same backend unless the
 // backend set changed: the table only bridges a connection's first
 // packets across such a change (QUIC-LB §4.2), so an idle entry is stale.

@@ -1,7 +1,6 @@
 package forwarder
 
 import (
-	"errors"
 	"net/netip"
 	"testing"
 	"time"
@@ -21,34 +20,42 @@ func monotonicCoarse(tb testing.TB) uint64 {
 	return uint64(ts.Nano())
 }
 
-func TestExpireFlowsDeletesIdleFlowsFromBothTables(t *testing.T) {
+func TestExpireFlowsDeletesIdleFlowsOnEveryCPU(t *testing.T) {
 	objs := mustLoadLB(t)
 	now := monotonicCoarse(t)
 	x := &XDP{objs: objs, timeouts: map[uint32]time.Duration{0: time.Minute, 1: time.Hour}}
+	cpus := mustPossibleCPUs(t)
 
 	idle := bpf.NewFlowKey(0, netip.MustParseAddrPort("198.18.0.1:1000"))
 	fresh := bpf.NewFlowKey(0, netip.MustParseAddrPort("198.18.0.1:1001"))
 	longLived := bpf.NewFlowKey(1, netip.MustParseAddrPort("198.18.0.1:1002"))
 	orphan := bpf.NewFlowKey(7, netip.MustParseAddrPort("198.18.0.1:1003"))
 	twoMinutesAgo := now - uint64(2*time.Minute)
-	for k, seen := range map[bpf.FlowKey]uint64{idle: twoMinutesAgo, fresh: now, longLived: twoMinutesAgo, orphan: now} {
-		if err := objs.Flows.Put(k, bpf.FlowState{Backend: 1, LastSeenNs: seen}); err != nil {
+	flows := map[bpf.FlowKey]uint64{idle: twoMinutesAgo, fresh: now, longLived: twoMinutesAgo, orphan: now}
+	slots := map[uint32]bool{}
+	for k, seen := range flows {
+		slots[bpf.FlowCacheSlot(k)] = true
+		if err := bpf.PutFlow(objs, k, bpf.FlowState{Backend: 1, LastSeenNs: seen}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// XDP's own table: one idle and one fresh entry on every CPU's slot 5.
-	cpus, err := ebpf.PossibleCPU()
-	if err != nil {
-		t.Fatal(err)
+	if len(slots) != len(flows) {
+		t.Fatal("the test's flows share flow_cache slots; pick other clients")
+	}
+	// One flow the CPUs saw at different times (RSS moved it): idle on
+	// even CPUs, fresh on odd ones.
+	shared := bpf.NewFlowKey(0, netip.MustParseAddrPort("198.18.0.2:2000"))
+	if slots[bpf.FlowCacheSlot(shared)] {
+		t.Fatal("the mixed slot is one of the other flows' slots; pick another client")
 	}
 	perCPU := make([]bpf.FlowCacheEntry, cpus)
 	for i := range perCPU {
-		perCPU[i] = bpf.FlowCacheEntry{Key: idle, State: bpf.FlowState{Backend: 1, LastSeenNs: twoMinutesAgo}}
+		perCPU[i] = bpf.FlowCacheEntry{Key: shared, State: bpf.FlowState{Backend: 1, LastSeenNs: twoMinutesAgo}}
 		if i%2 == 1 {
-			perCPU[i] = bpf.FlowCacheEntry{Key: fresh, State: bpf.FlowState{Backend: 1, LastSeenNs: now}}
+			perCPU[i] = bpf.FlowCacheEntry{Key: shared, State: bpf.FlowState{Backend: 1, LastSeenNs: now}}
 		}
 	}
-	if err := objs.FlowCache.Put(uint32(5), perCPU); err != nil {
+	if err := objs.FlowCache.Put(bpf.FlowCacheSlot(shared), perCPU); err != nil {
 		t.Fatal(err)
 	}
 
@@ -57,25 +64,50 @@ func TestExpireFlowsDeletesIdleFlowsFromBothTables(t *testing.T) {
 		t.Fatal(err)
 	}
 	idleCPUs := (cpus + 1) / 2
-	if want := 2 + idleCPUs; n != want {
-		t.Errorf("expired %d entries, want %d (idle and orphaned flows, %d idle cache entries)", n, want, idleCPUs)
+	if want := 2*cpus + idleCPUs; n != want {
+		t.Errorf("expired %d entries, want %d (the idle and orphaned flows on %d CPUs, %d idle entries of the mixed slot)", n, want, cpus, idleCPUs)
 	}
-	for k, want := range map[bpf.FlowKey]bool{idle: false, fresh: true, longLived: true, orphan: false} {
-		var s bpf.FlowState
-		err := objs.Flows.Lookup(k, &s)
-		if got := err == nil; got != want {
-			t.Errorf("flow %v present = %v (%v), want %v", k, got, err, want)
-		} else if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			t.Fatal(err)
+	for k, kept := range map[bpf.FlowKey]bool{idle: false, fresh: true, longLived: true, orphan: false} {
+		want := 0
+		if kept {
+			want = cpus
+		}
+		if got := mustCPUsHoldingFlow(t, objs, k, 1); got != want {
+			t.Errorf("flow %v is held on %d CPUs, want %d", k, got, want)
 		}
 	}
 	var after []bpf.FlowCacheEntry
-	if err := objs.FlowCache.Lookup(uint32(5), &after); err != nil {
+	if err := objs.FlowCache.Lookup(bpf.FlowCacheSlot(shared), &after); err != nil {
 		t.Fatal(err)
 	}
 	for i, e := range after {
 		if wantKept := i%2 == 1; (e.State.LastSeenNs != 0) != wantKept {
-			t.Errorf("cpu %d cache entry = %+v, kept want %v", i, e, wantKept)
+			t.Errorf("cpu %d entry of the mixed slot = %+v, kept want %v", i, e, wantKept)
 		}
 	}
+}
+
+// mustCPUsHoldingFlow counts the CPUs whose flow_cache holds k -> backend.
+func mustCPUsHoldingFlow(tb testing.TB, objs *bpf.LBObjects, k bpf.FlowKey, backend uint32) int {
+	tb.Helper()
+	var perCPU []bpf.FlowCacheEntry
+	if err := objs.FlowCache.Lookup(bpf.FlowCacheSlot(k), &perCPU); err != nil {
+		tb.Fatalf("read flow_cache: %v", err)
+	}
+	n := 0
+	for _, e := range perCPU {
+		if e.Key == k && e.State.Backend == backend && e.State.LastSeenNs != 0 {
+			n++
+		}
+	}
+	return n
+}
+
+func mustPossibleCPUs(tb testing.TB) int {
+	tb.Helper()
+	n, err := ebpf.PossibleCPU()
+	if err != nil {
+		tb.Fatalf("count cpus: %v", err)
+	}
+	return n
 }

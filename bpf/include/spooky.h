@@ -13,7 +13,8 @@
  *     leaves 4..15 zero; `family` says which.
  *   - Ports are in network order inside keys (as on the wire).
  *   - A VIP's `id` (0..MAX_VIPS-1) indexes vip_stats and the maglev outer
- *     map and qualifies every per-VIP key (server_ids, cid_cache, flows).
+ *     map and qualifies every per-VIP key (server_ids, cid_cache,
+ *     flow_cache).
  *   - A backend index (0..MAX_BACKENDS-1) indexes backends and
  *     backend_stats. Backends are shared between VIPs.
  */
@@ -30,7 +31,6 @@
 #define MAGLEV_MAX_SIZE 65537
 #define MAX_SERVER_IDS 65536
 #define MAX_CID_CACHE 65536
-#define MAX_FLOWS 262144
 /* Per-CPU caches in front of the hash maps (lb.c "Caches"). Powers of two:
  * the slot is the top bits of a multiplicative hash. */
 #define VIP_CACHE_BITS 8
@@ -45,8 +45,6 @@
 #define MAX_CID_LEN 20     /* RFC 9000 §17.2 for QUIC v1 and v2 */
 #define MAX_SERVER_ID_LEN 15 /* server ID + nonce <= 19, nonce >= 4 */
 
-/* Flow table entries are refreshed at most this often (limits writes). */
-#define FLOW_REFRESH_NS 1000000000ULL
 /* flow_cache entries are refreshed when this many jiffies have passed
  * (0.064 s at HZ=1000, 0.64 s at HZ=100): bpf_jiffies64 is inlined by the
  * verifier, bpf_ktime_get_coarse_ns is a helper call (~18 ns here). */
@@ -157,7 +155,8 @@ struct cid_key {
 	__u8 pad[3];
 };
 
-/* flows key: the client side of the 4-tuple; the VIP supplies the rest. */
+/* flow_cache entry key: the client side of the 4-tuple; the VIP supplies
+ * the rest. */
 struct flow_key {
 	__u8 src[16];
 	__u32 vip_id;
@@ -165,21 +164,23 @@ struct flow_key {
 	__u16 pad;
 };
 
-/* flows and flow_cache value. */
+/* flow_cache entry state. */
 struct flow_state {
 	__u32 backend;
-	/* flow_cache only: low 32 bits of jiffies when last_seen_ns was last
-	 * written (XDP's cheap clock for deciding when to refresh it). */
+	/* Low 32 bits of jiffies when last_seen_ns was last written (XDP's
+	 * cheap clock for deciding when to refresh it). */
 	__u32 seen_jiffies;
-	/* CLOCK_MONOTONIC ns (bpf_ktime_get_coarse_ns, so jiffy resolution) of
-	 * the last packet, updated at most every FLOW_REFRESH_NS (flows) or
-	 * FLOW_REFRESH_JIFFIES (flow_cache). */
+	/* CLOCK_MONOTONIC_COARSE ns (bpf_ktime_get_coarse_ns, read at most
+	 * once per jiffy per CPU: see coarse_clock) of the last packet,
+	 * updated at most every FLOW_REFRESH_JIFFIES. Never 0 in a used
+	 * slot. */
 	__u64 last_seen_ns;
 };
 
 /* flow_cache value (per-CPU array of FLOW_CACHE_SIZE, slot = hash of the
- * key): the flows XDP itself decided by Maglev. An empty slot has
- * key.vip_id == 0 and state.backend == 0 and last_seen_ns == 0. */
+ * key): the one flow table, the flows XDP decided by Maglev. Go deletes
+ * entries (bpf.DeleteFlows) and may put one on every CPU (bpf.PutFlow).
+ * An empty slot is all zero; last_seen_ns == 0 marks it. */
 struct flow_cache_entry {
 	struct flow_key key;
 	struct flow_state state;
@@ -201,6 +202,16 @@ struct sid_cache_entry {
 	__u64 gen;
 	struct server_id_key key;
 	__u32 backend;
+};
+
+/* clock value (per-CPU array of one, internal to XDP): the coarse clock
+ * as last read on this CPU and the jiffies it was read at. Both advance on
+ * the timer tick (tick_do_update_jiffies64, then update_wall_time), so
+ * while jiffies have not moved ns is at most about a jiffy old, and XDP
+ * reuses it instead of calling the helper. */
+struct coarse_clock {
+	__u64 jiffies; /* bpf_jiffies64() when ns was read; 0 = never */
+	__u64 ns;      /* bpf_ktime_get_coarse_ns() then */
 };
 
 /* config map value (array of one): this load balancer's own addresses. */
@@ -252,7 +263,7 @@ enum reason {
 	REASON_CID_BACKEND_UNUSABLE,     /* CID names an unusable backend */
 	REASON_CID_CACHE_MISS,           /* encrypted DCID not in cid_cache */
 	REASON_FLOW_BACKEND_UNUSABLE,    /* flow entry names unusable backend */
-	REASON_FLOW_INSERT_FAILED,       /* unused: XDP records flows in flow_cache */
+	REASON_FLOW_INSERT_FAILED,       /* unused: flow_cache inserts cannot fail */
 	REASON_MAX,
 };
 

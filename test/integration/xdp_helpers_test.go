@@ -284,34 +284,22 @@ func backendPackets(st *forwarder.Stats) map[netip.Addr]uint64 {
 	return m
 }
 
-// pinnedFlows reads the flow tables that the spooky process pid has
+// pinnedFlows reads the flow table that the spooky process pid has
 // pinned, through its root (the pins live in the load balancer host's own
-// mount namespace): flows, which Go writes, and every CPU's flow_cache,
-// which XDP writes. It returns each flow's backend index.
+// mount namespace): every CPU's flow_cache. It returns each flow's backend
+// index.
 func pinnedFlows(tb testing.TB, pid int) map[bpf.FlowKey]uint32 {
 	tb.Helper()
-	open := func(name string) *ebpf.Map {
-		path := fmt.Sprintf("/proc/%d/root%s", pid, filepath.Join(forwarder.PinDir("", netns.HostIface), name))
-		m, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true})
-		if err != nil {
-			tb.Fatalf("open pinned map: %v", err)
-		}
-		tb.Cleanup(func() { m.Close() })
-		return m
+	path := fmt.Sprintf("/proc/%d/root%s", pid, filepath.Join(forwarder.PinDir("", netns.HostIface), "flow_cache"))
+	m, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true})
+	if err != nil {
+		tb.Fatalf("open pinned map: %v", err)
 	}
+	defer m.Close()
 	flows := map[bpf.FlowKey]uint32{}
-	var k bpf.FlowKey
-	var v bpf.FlowState
-	it := open("flows").Iterate()
-	for it.Next(&k, &v) {
-		flows[k] = v.Backend
-	}
-	if err := it.Err(); err != nil {
-		tb.Fatalf("iterate flows: %v", err)
-	}
 	var slot uint32
 	var perCPU []bpf.FlowCacheEntry
-	ci := open("flow_cache").Iterate()
+	ci := m.Iterate()
 	for ci.Next(&slot, &perCPU) {
 		for _, e := range perCPU {
 			if e.State.LastSeenNs != 0 {
