@@ -88,21 +88,7 @@ func NewPlanner(hops HopResolver, log *slog.Logger) *Planner {
 // Maglev table, and is reported in Desired.Problems; the rest of the
 // configuration still applies.
 func (p *Planner) Plan(ctx context.Context, cfg *config.Config) (*Desired, error) {
-	var services []*config.ServiceConfig
-	var vipKeys, backendKeys []string
-	for i := range cfg.Services {
-		s := &cfg.Services[i]
-		if s.Mode == config.ModeL4 && s.Forwarding == config.ForwardingProxy {
-			continue
-		}
-		services = append(services, s)
-		vipKeys = append(vipKeys, s.Name)
-		if s.Mode == config.ModeL4 {
-			for _, b := range s.Backends {
-				backendKeys = append(backendKeys, BackendTarget(s.Name, b.Name))
-			}
-		}
-	}
+	services, vipKeys, backendKeys := planKeys(cfg)
 	// Allocate on copies so that a failed plan leaves the ids as they were.
 	vips, backends := p.vips.clone(), p.backends.clone()
 	vipIDs, _, err := vips.assign(vipKeys)
@@ -204,6 +190,40 @@ func (p *Planner) planService(ctx context.Context, d *Desired, s *config.Service
 		vip.Info.MaglevSize = uint32(len(table))
 	}
 	d.VIPs[bpf.NewVIPKey(s.AddrPort())] = vip
+	return nil
+}
+
+// planKeys lists the services XDP serves and the allocator keys of their
+// VIPs and backends, in config order.
+func planKeys(cfg *config.Config) (services []*config.ServiceConfig, vipKeys, backendKeys []string) {
+	for i := range cfg.Services {
+		s := &cfg.Services[i]
+		if s.Mode == config.ModeL4 && s.Forwarding == config.ForwardingProxy {
+			continue
+		}
+		services = append(services, s)
+		vipKeys = append(vipKeys, s.Name)
+		if s.Mode == config.ModeL4 {
+			for _, b := range s.Backends {
+				backendKeys = append(backendKeys, BackendTarget(s.Name, b.Name))
+			}
+		}
+	}
+	return services, vipKeys, backendKeys
+}
+
+// seed gives cfg's VIPs and backends the ids stored by an earlier run, so
+// the first plan after a restart keeps the indexes the pinned maps use.
+func (p *Planner) seed(cfg *config.Config, vips, backends map[idStoreValue]uint32) error {
+	_, vipKeys, backendKeys := planKeys(cfg)
+	v, b := p.vips.clone(), p.backends.clone()
+	if err := v.seed(vipKeys, vips); err != nil {
+		return fmt.Errorf("vip ids: %w", err)
+	}
+	if err := b.seed(backendKeys, backends); err != nil {
+		return fmt.Errorf("backend indexes: %w", err)
+	}
+	p.vips, p.backends = v, b
 	return nil
 }
 

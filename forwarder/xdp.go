@@ -72,6 +72,12 @@ type XDP struct {
 	current *config.Config
 	// timeouts holds each VIP id's idle flow timeout, for ExpireFlows.
 	timeouts map[uint32]time.Duration
+	// ids keeps the planner's allocations across restarts; stored holds
+	// what an earlier run left there until the first Apply seeds the
+	// planner with it.
+	ids                        *idStore
+	storedVIPs, storedBackends map[idStoreValue]uint32
+	seeded                     bool
 }
 
 // PinDir returns the pin directory of iface under root.
@@ -114,6 +120,11 @@ func Attach(opts AttachOptions) (*XDP, error) {
 	if err != nil {
 		return nil, privilege(fmt.Errorf("load xdp program: %w", err))
 	}
+	store, err := openIDStore(dir)
+	if err != nil {
+		objs.Close()
+		return nil, privilege(err)
+	}
 	x := &XDP{
 		link:    l,
 		pinDir:  dir,
@@ -121,9 +132,14 @@ func Attach(opts AttachOptions) (*XDP, error) {
 		planner: NewPlanner(&Resolver{Link: l}, log),
 		syncer:  NewSyncer(objs, log),
 		log:     log,
+		ids:     store,
+	}
+	if x.storedVIPs, x.storedBackends, err = store.load(); err != nil {
+		x.Close()
+		return nil, err
 	}
 	if err := x.attachProgram(opts.Mode); err != nil {
-		objs.Close()
+		x.Close()
 		return nil, err
 	}
 	if err := x.setLBConfig(); err != nil {
@@ -209,6 +225,14 @@ func (x *XDP) setLBConfig() error {
 func (x *XDP) Apply(ctx context.Context, cfg *config.Config) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	if !x.seeded {
+		if err := x.planner.seed(cfg, x.storedVIPs, x.storedBackends); err != nil {
+			// Stale or foreign contents: plan from scratch; the
+			// syncer then rewrites every entry.
+			x.log.Warn("ignoring the stored VIP ids and backend indexes", "err", err)
+		}
+		x.seeded = true
+	}
 	d, err := x.planner.Plan(ctx, cfg)
 	if err != nil {
 		return err
@@ -223,6 +247,9 @@ func (x *XDP) Apply(ctx context.Context, cfg *config.Config) error {
 		}
 	}
 	if err := x.syncer.Apply(d); err != nil {
+		return err
+	}
+	if err := x.ids.save(x.planner.vips, x.planner.backends); err != nil {
 		return err
 	}
 	x.current = cfg
@@ -291,6 +318,9 @@ func (x *XDP) Close() error {
 	var errs []error
 	if x.xdpLink != nil {
 		errs = append(errs, x.xdpLink.Close())
+	}
+	if x.ids != nil {
+		errs = append(errs, x.ids.close())
 	}
 	errs = append(errs, x.objs.Close())
 	return errors.Join(errs...)
