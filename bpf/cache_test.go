@@ -219,6 +219,15 @@ func TestFlowCache(t *testing.T) {
 			t.Errorf("PutFlow without LastSeenNs = %v, want ErrNoTimestamp", err)
 		}
 	})
+	t.Run("PutFlow refuses a VIP id the map cannot hold and a CPU without a table", func(t *testing.T) {
+		objs := mustLoadLB(t)
+		if err := PutFlow(objs, NewFlowKey(MaxVIPs, client4b), FlowState{Backend: 1, LastSeenNs: 1}); !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("PutFlow of vip %d = %v, want ErrInvalidKey", MaxVIPs, err)
+		}
+		if err := PutFlowOnCPU(objs.FlowCache, mustPossibleCPUs(t), key, FlowState{Backend: 1, LastSeenNs: 1}); !errors.Is(err, ErrNoSuchCPU) {
+			t.Errorf("PutFlowOnCPU past the last CPU = %v, want ErrNoSuchCPU", err)
+		}
+	})
 	t.Run("DeleteFlows removes the matching flows of every CPU and keeps the others", func(t *testing.T) {
 		pinToOneCPU(t)
 		objs := mustWorld(t)
@@ -289,8 +298,8 @@ func TestFlowCache(t *testing.T) {
 // the slot FlowCacheSlot names.
 func mustCPUsHolding(tb testing.TB, objs *LBObjects, key FlowKey, backend uint32) int {
 	tb.Helper()
-	var perCPU []FlowCacheEntry
-	if err := objs.FlowCache.Lookup(FlowCacheSlot(key), &perCPU); err != nil {
+	perCPU, err := FlowCacheSlotEntries(objs.FlowCache, FlowCacheSlot(key))
+	if err != nil {
 		tb.Fatal(err)
 	}
 	n := 0

@@ -6,7 +6,7 @@ package bpf
 // defaults to clang-19. ($DOLLAR keeps go generate from expanding the
 // shell's default-value syntax itself.)
 
-//go:generate sh -c "exec go run github.com/cilium/ebpf/cmd/bpf2go -cc $DOLLAR{BPF_CLANG:-clang-19} -target bpfel -type vip_key -type vip_info -type cid_config -type backend_info -type server_id_key -type cid_key -type flow_key -type flow_state -type flow_cache_entry -type lb_config -type vip_counters -type backend_counters -type reason -type family -type vip_mode -type forwarding -type hash_kind -type vip_flags -type cid_config_flags -type backend_flags lb lb.c -- -Wall -Werror -O2 -g -I/usr/include/x86_64-linux-gnu"
+//go:generate sh -c "exec go run github.com/cilium/ebpf/cmd/bpf2go -cc $DOLLAR{BPF_CLANG:-clang-19} -target bpfel -type vip_key -type vip_info -type cid_config -type backend_info -type server_id_key -type cid_key -type flow_key -type flow_cache_entry -type lb_config -type vip_counters -type backend_counters -type reason -type family -type vip_mode -type forwarding -type hash_kind -type vip_flags -type cid_config_flags -type backend_flags lb lb.c -- -Wall -Werror -O2 -g -I/usr/include/x86_64-linux-gnu"
 //go:generate sh -c "exec go run github.com/cilium/ebpf/cmd/bpf2go -cc $DOLLAR{BPF_CLANG:-clang-19} -target bpfel -type decap_key -type decap_reason decap decap.c -- -Wall -Werror -O2 -g -I/usr/include/x86_64-linux-gnu"
 //go:generate sh -c "exec go run github.com/cilium/ebpf/cmd/bpf2go -cc $DOLLAR{BPF_CLANG:-clang-19} -target bpfel baseline baseline.c -- -Wall -Werror -O2 -g -I/usr/include/x86_64-linux-gnu"
 //go:generate sh -c "exec go run github.com/cilium/ebpf/cmd/bpf2go -cc $DOLLAR{BPF_CLANG:-clang-19} -target bpfel stamp stamp.c -- -Wall -Werror -O2 -g -I/usr/include/x86_64-linux-gnu"

@@ -138,11 +138,19 @@ struct {
 	__type(value, struct sid_cache_entry);
 } sid_cache SEC(".maps");
 
-/* flow_cache: slot -> flow decided by Maglev on this CPU (or put on every
- * CPU by Go, bpf.PutFlow). Go deletes the entries of freed backends and
- * idle ones with bpf.DeleteFlows. */
+/* flow_cache: cpu * FLOW_CACHE_SIZE + slot -> flow decided by Maglev on
+ * that CPU (or put on every CPU by Go, bpf.PutFlow). Go deletes the
+ * entries of freed backends and idle ones with bpf.DeleteFlows.
+ *
+ * A plain array with a table per CPU, not a per-CPU array: a per-CPU
+ * array's value is found through a per-entry pointer (pptrs[slot], 256 KB
+ * of pointers at this size), a second cache miss for every new flow; this
+ * one is at a computed address, and bpf_get_smp_processor_id is inlined
+ * on x86-64. max_entries is one CPU's table here; bpf.LBSpec multiplies it
+ * by the possible CPUs (a CPU past the end would find no entry and hash
+ * every packet). */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, FLOW_CACHE_SIZE);
 	__type(key, __u32);
 	__type(value, struct flow_cache_entry);
@@ -256,10 +264,12 @@ struct words5 {
 	__u32 w0, w1, w2, w3, w4;
 };
 
-/* key5 overlays a 20-octet map key (vip_key, server_id_key) on its words. */
+/* key5 overlays a 20-octet key (vip_key, server_id_key, flow_key) on its
+ * words. */
 union key5 {
 	struct vip_key vip;
 	struct server_id_key sid;
+	struct flow_key flow;
 	__u32 w[5];
 };
 
@@ -317,25 +327,38 @@ static __always_inline const struct vip_info *lookup_vip(struct words5 vk, __u64
 /* SID_ABSENT marks a cached miss; no backend index reaches it. */
 #define SID_ABSENT 0xffffffffU
 
-/* lookup_sid returns the backend index of the server_id_key whose words
- * are sk, or SID_ABSENT, through sid_cache when gen is not 0. */
-static __always_inline __u32 lookup_sid(struct words5 sk, __u64 gen)
+/* lookup_sid returns the backend index of the server ID of length len
+ * whose octets are lo (0..7) and hi (8..14, little-endian, unused octets
+ * 0) in VIP vip_id, or SID_ABSENT, through sid_cache when gen is not 0. */
+static __always_inline __u32 lookup_sid(__u32 vip_id, __u32 len, __u64 lo,
+					__u64 hi, __u64 gen)
 {
 	struct sid_cache_entry *e = 0;
+	__u64 tag = gen << 8 | vip_id;
 	union key5 k;
 	__u32 *idx, slot;
 
+	hi |= (__u64)len << 56;
 	if (gen) {
-		slot = cache_slot(fold5(sk), SID_CACHE_BITS);
+		__u64 x = lo ^ hi;
+
+		slot = cache_slot((__u32)x ^ (__u32)(x >> 32) ^ vip_id, SID_CACHE_BITS);
 		e = bpf_map_lookup_elem(&sid_cache, &slot);
-		if (e && e->gen == gen && equal5(&e->key, sk))
+		if (e && !((e->tag ^ tag) | (e->sid_lo ^ lo) | (e->sid_hi ^ hi)))
 			return e->backend;
 	}
-	store5(&k, sk);
+	/* The server_id_key {vip_id, len, sid[15]} as words: octet 4 is
+	 * len, octets 5..12 the first 8 server ID octets, 13..19 the rest. */
+	k.w[0] = vip_id;
+	k.w[1] = len | (__u32)(lo << 8);
+	k.w[2] = (__u32)(lo >> 24);
+	k.w[3] = (__u32)(lo >> 56) | (__u32)(hi << 8);
+	k.w[4] = (__u32)(hi >> 24);
 	idx = bpf_map_lookup_elem(&server_ids, &k.sid);
 	if (e) {
-		e->gen = gen;
-		e->key = k.sid;
+		e->tag = tag;
+		e->sid_lo = lo;
+		e->sid_hi = hi;
 		e->backend = idx ? *idx : SID_ABSENT;
 	}
 	return idx ? *idx : SID_ABSENT;
@@ -657,9 +680,8 @@ static __always_inline int route_cid(struct xdp_md *ctx, const struct packet *p,
 		count(REASON_CID_TOO_SHORT);
 		return -1;
 	}
-	/* The server_id_key {vip_id, len, sid[15]} as words: octet 4 is
-	 * len, octets 5..12 the first 8 server ID octets (a), 13..19 the
-	 * rest (b). Packet loads need no alignment on bpfel JITs. */
+	/* Octets 1..8 (a) and 9..15 (b) of the CID; packet loads need no
+	 * alignment on bpfel JITs. */
 	__u64 a = *(const __u64 *)(cid + 1);
 	__u64 b = *(const __u64 *)(cid + 9);
 
@@ -669,14 +691,7 @@ static __always_inline int route_cid(struct xdp_md *ctx, const struct packet *p,
 	} else {
 		b &= low_octets(cfg.server_id_len - 8);
 	}
-	struct words5 sk = {
-		.w0 = vip->id,
-		.w1 = cfg.server_id_len | (__u32)(a << 8),
-		.w2 = (__u32)(a >> 24),
-		.w3 = (__u32)(a >> 56) | (__u32)(b << 8),
-		.w4 = (__u32)(b >> 24),
-	};
-	__u32 idx = lookup_sid(sk, gen);
+	__u32 idx = lookup_sid(vip->id, cfg.server_id_len, a, b, gen);
 	if (idx == SID_ABSENT) {
 		count(REASON_CID_UNKNOWN_SERVER);
 		return -1;
@@ -689,37 +704,15 @@ static __always_inline int route_cid(struct xdp_md *ctx, const struct packet *p,
 	return forward(ctx, p, vip, idx, be, PATH_CID);
 }
 
-/* A flow_key as words: src[16], vip_id, src_port | pad << 16. */
-struct words6 {
-	__u32 w0, w1, w2, w3, w4, w5;
-};
-
-static __always_inline void store6(__u32 *w, struct words6 k)
+/* flow_cache_slot returns this CPU's flow_cache entry for the flow_key
+ * whose words are fk (src[16], then src_port | vip_id << 16). */
+static __always_inline struct flow_cache_entry *flow_cache_slot(struct words5 fk)
 {
-	w[0] = k.w0;
-	w[1] = k.w1;
-	w[2] = k.w2;
-	w[3] = k.w3;
-	w[4] = k.w4;
-	w[5] = k.w5;
-}
+	__u32 x = (fk.w0 ^ fk.w1 ^ fk.w2 ^ fk.w3) * 0x85ebca6bU ^ fk.w4 * 0xc2b2ae35U;
+	__u32 idx = bpf_get_smp_processor_id() << FLOW_CACHE_BITS |
+		    cache_slot(x, FLOW_CACHE_BITS);
 
-/* flow_cache_slot returns this CPU's flow_cache entry for fk. */
-static __always_inline struct flow_cache_entry *flow_cache_slot(struct words6 fk)
-{
-	__u32 x = (fk.w0 ^ fk.w1 ^ fk.w2 ^ fk.w3) * 0x85ebca6bU ^ fk.w4 * 0xc2b2ae35U ^ fk.w5;
-	__u32 slot = cache_slot(x, FLOW_CACHE_BITS);
-
-	return bpf_map_lookup_elem(&flow_cache, &slot);
-}
-
-/* flow_key_equal compares a flow_key in a map value with fk. */
-static __always_inline int flow_key_equal(const struct flow_key *key, struct words6 fk)
-{
-	const __u32 *a = (const __u32 *)key;
-
-	return !((a[0] ^ fk.w0) | (a[1] ^ fk.w1) | (a[2] ^ fk.w2) | (a[3] ^ fk.w3) |
-		 (a[4] ^ fk.w4) | (a[5] ^ fk.w5));
+	return bpf_map_lookup_elem(&flow_cache, &idx);
 }
 
 /* coarse_now returns CLOCK_MONOTONIC_COARSE in ns as of the current jiffy
@@ -727,8 +720,9 @@ static __always_inline int flow_key_equal(const struct flow_key *key, struct wor
  * the first packet of a jiffy on this CPU. A fresh entry (jiffies 0) never
  * matches: jiffies start at INITIAL_JIFFIES, not 0. The clock is not 0
  * once the system runs, so the result marks a used flow_cache slot. */
-static __always_inline __u64 coarse_now(__u64 jiffies)
+static __always_inline __u64 coarse_now(void)
 {
+	__u64 jiffies = bpf_jiffies64(); /* inlined: a load, no call */
 	__u32 zero = 0;
 	struct coarse_clock *c = bpf_map_lookup_elem(&clock, &zero);
 	__u64 ns;
@@ -750,12 +744,10 @@ static __always_inline int route_flow_or_hash(struct xdp_md *ctx,
 					      const struct packet *p,
 					      const struct vip_info *vip)
 {
-	struct words6 fk = {
+	struct words5 fk = {
 		.w0 = p->saddr[0],
-		.w4 = vip->id,
-		.w5 = p->udp->source,
+		.w4 = (__u32)p->udp->source | vip->id << 16,
 	};
-	__u64 jiffies = bpf_jiffies64(); /* inlined: a load, no call */
 
 	if (p->family != FAMILY_IPV4) {
 		fk.w1 = p->saddr[1];
@@ -764,15 +756,15 @@ static __always_inline int route_flow_or_hash(struct xdp_md *ctx,
 	}
 
 	struct flow_cache_entry *ce = flow_cache_slot(fk);
-	if (ce && ce->state.last_seen_ns && flow_key_equal(&ce->key, fk)) {
-		__u32 idx = ce->state.backend;
+	if (ce && ce->last_seen_ns && equal5(&ce->key, fk)) {
+		__u32 idx = ce->backend;
 		const struct backend_info *be = usable_backend(idx);
 
 		if (be) {
-			if ((__u32)jiffies - ce->state.seen_jiffies >= FLOW_REFRESH_JIFFIES) {
-				ce->state.seen_jiffies = jiffies;
-				ce->state.last_seen_ns = coarse_now(jiffies);
-			}
+			__u64 now = coarse_now();
+
+			if (now - ce->last_seen_ns >= FLOW_REFRESH_NS)
+				ce->last_seen_ns = now;
 			return forward(ctx, p, vip, idx, be, PATH_FLOW);
 		}
 		count(REASON_FLOW_BACKEND_UNUSABLE);
@@ -799,10 +791,9 @@ static __always_inline int route_flow_or_hash(struct xdp_md *ctx,
 	/* Record the decision, replacing whatever held the slot: a plain
 	 * store into this CPU's array, not a locked LRU insert. */
 	if (ce) {
-		store6((__u32 *)&ce->key, fk);
-		ce->state.backend = idx;
-		ce->state.seen_jiffies = jiffies;
-		ce->state.last_seen_ns = coarse_now(jiffies);
+		store5((union key5 *)&ce->key, fk);
+		ce->backend = idx;
+		ce->last_seen_ns = coarse_now();
 	}
 	return forward(ctx, p, vip, idx, be, PATH_MAGLEV);
 }

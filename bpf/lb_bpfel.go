@@ -74,24 +74,17 @@ const (
 )
 
 type lbFlowCacheEntry struct {
-	_     structs.HostLayout
-	Key   lbFlowKey
-	State lbFlowState
+	_          structs.HostLayout
+	Key        lbFlowKey
+	Backend    uint32
+	LastSeenNs uint64
 }
 
 type lbFlowKey struct {
 	_       structs.HostLayout
 	Src     [16]uint8
-	VipId   uint32
 	SrcPort uint16
-	Pad     uint16
-}
-
-type lbFlowState struct {
-	_           structs.HostLayout
-	Backend     uint32
-	SeenJiffies uint32
-	LastSeenNs  uint64
+	VipId   uint16
 }
 
 type lbForwarding uint8
@@ -154,9 +147,11 @@ type lbServerIdKey struct {
 
 type lbSidCacheEntry struct {
 	_       structs.HostLayout
-	Gen     uint64
-	Key     lbServerIdKey
+	Tag     uint64
+	SidLo   uint64
+	SidHi   uint64
 	Backend uint32
+	Pad     uint32
 }
 
 type lbVipCacheEntry struct {

@@ -281,19 +281,16 @@ func mustInvalidateCaches(tb testing.TB, objs *LBObjects) {
 func mustLookupCachedFlow(tb testing.TB, objs *LBObjects, key FlowKey) (FlowState, bool) {
 	tb.Helper()
 	var (
-		slot   uint32
-		perCPU []FlowCacheEntry
+		found FlowState
+		ok    bool
 	)
-	it := objs.FlowCache.Iterate()
-	for it.Next(&slot, &perCPU) {
-		for _, e := range perCPU {
-			if e.Key == key && e.State.LastSeenNs != 0 {
-				return e.State, true
-			}
+	err := ForEachCachedFlow(objs.FlowCache, func(_ int, _ uint32, e FlowCacheEntry) {
+		if e.Key == key && !ok {
+			found, ok = e.State, true
 		}
-	}
-	if err := it.Err(); err != nil {
+	})
+	if err != nil {
 		tb.Fatal(err)
 	}
-	return FlowState{}, false
+	return found, ok
 }

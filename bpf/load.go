@@ -37,12 +37,19 @@ type DecapObjects = decapObjects
 type BaselineObjects = baselineObjects
 
 // LBSpec returns the load balancer's collection spec, for callers that
-// need to adjust it before loading.
+// need to adjust it before loading, with flow_cache sized for the
+// possible CPUs (a table of FlowCacheSize slots each).
 func LBSpec() (*ebpf.CollectionSpec, error) {
 	spec, err := loadLb()
 	if err != nil {
 		return nil, fmt.Errorf("parse lb object: %w", err)
 	}
+	// flow_cache holds a table per CPU (lb.c): the object sizes one.
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, fmt.Errorf("count cpus: %w", err)
+	}
+	spec.Maps[lbMapFlowCache].MaxEntries = uint32(cpus) * FlowCacheSize
 	return spec, nil
 }
 

@@ -40,10 +40,6 @@ type (
 	ServerIDKey = lbServerIdKey
 	// CIDKey is the key of the cid_cache map.
 	CIDKey = lbCidKey
-	// FlowKey is the key of a flow_cache entry (FlowCacheEntry.Key).
-	FlowKey = lbFlowKey
-	// FlowState is the state of a flow_cache entry (FlowCacheEntry.State).
-	FlowState = lbFlowState
 	// LBConfig is the value of the config map (index 0).
 	LBConfig = lbLbConfig
 	// VIPCounters is the per-CPU value of the vip_stats map.

@@ -17,7 +17,7 @@ func TestConstantsMatchTheObject(t *testing.T) {
 		lbMapVips:      MaxVIPs,
 		lbMapBackends:  MaxBackends,
 		lbMapMaglev:    2 * MaxVIPs,
-		lbMapFlowCache: FlowCacheSize,
+		lbMapFlowCache: FlowCacheSize * uint32(mustPossibleCPUs(t)),
 		lbMapVipStats:  MaxVIPs,
 		lbMapCidCache:  65536,
 		lbMapServerIds: 65536,

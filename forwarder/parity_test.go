@@ -542,14 +542,17 @@ func (pr *parityRun) compareFlows() {
 		}
 	}
 	tables := &pr.router.tables
-	var (
-		slot   uint32
-		perCPU []bpf.FlowCacheEntry
-		xdp    int
-		diff   int
-	)
-	for it := pr.objs.FlowCache.Iterate(); it.Next(&slot, &perCPU); {
-		e := perCPU[me]
+	mine := make([]bpf.FlowCacheEntry, bpf.FlowCacheSize)
+	err := bpf.ForEachCachedFlow(pr.objs.FlowCache, func(cpu int, slot uint32, e bpf.FlowCacheEntry) {
+		if cpu == me {
+			mine[slot] = e
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var xdp, diff int
+	for slot, e := range mine {
 		g := tables.cache[slot]
 		valid := e.State.LastSeenNs != 0
 		if valid {

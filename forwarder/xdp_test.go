@@ -48,15 +48,14 @@ func TestExpireFlowsDeletesIdleFlowsOnEveryCPU(t *testing.T) {
 	if slots[bpf.FlowCacheSlot(shared)] {
 		t.Fatal("the mixed slot is one of the other flows' slots; pick another client")
 	}
-	perCPU := make([]bpf.FlowCacheEntry, cpus)
-	for i := range perCPU {
-		perCPU[i] = bpf.FlowCacheEntry{Key: shared, State: bpf.FlowState{Backend: 1, LastSeenNs: twoMinutesAgo}}
-		if i%2 == 1 {
-			perCPU[i] = bpf.FlowCacheEntry{Key: shared, State: bpf.FlowState{Backend: 1, LastSeenNs: now}}
+	for cpu := range cpus {
+		seen := twoMinutesAgo
+		if cpu%2 == 1 {
+			seen = now
 		}
-	}
-	if err := objs.FlowCache.Put(bpf.FlowCacheSlot(shared), perCPU); err != nil {
-		t.Fatal(err)
+		if err := bpf.PutFlowOnCPU(objs.FlowCache, cpu, shared, bpf.FlowState{Backend: 1, LastSeenNs: seen}); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	n, err := x.ExpireFlows()
@@ -76,8 +75,8 @@ func TestExpireFlowsDeletesIdleFlowsOnEveryCPU(t *testing.T) {
 			t.Errorf("flow %v is held on %d CPUs, want %d", k, got, want)
 		}
 	}
-	var after []bpf.FlowCacheEntry
-	if err := objs.FlowCache.Lookup(bpf.FlowCacheSlot(shared), &after); err != nil {
+	after, err := bpf.FlowCacheSlotEntries(objs.FlowCache, bpf.FlowCacheSlot(shared))
+	if err != nil {
 		t.Fatal(err)
 	}
 	for i, e := range after {
@@ -90,8 +89,8 @@ func TestExpireFlowsDeletesIdleFlowsOnEveryCPU(t *testing.T) {
 // mustCPUsHoldingFlow counts the CPUs whose flow_cache holds k -> backend.
 func mustCPUsHoldingFlow(tb testing.TB, objs *bpf.LBObjects, k bpf.FlowKey, backend uint32) int {
 	tb.Helper()
-	var perCPU []bpf.FlowCacheEntry
-	if err := objs.FlowCache.Lookup(bpf.FlowCacheSlot(k), &perCPU); err != nil {
+	perCPU, err := bpf.FlowCacheSlotEntries(objs.FlowCache, bpf.FlowCacheSlot(k))
+	if err != nil {
 		tb.Fatalf("read flow_cache: %v", err)
 	}
 	n := 0

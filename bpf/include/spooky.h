@@ -45,10 +45,9 @@
 #define MAX_CID_LEN 20     /* RFC 9000 §17.2 for QUIC v1 and v2 */
 #define MAX_SERVER_ID_LEN 15 /* server ID + nonce <= 19, nonce >= 4 */
 
-/* flow_cache entries are refreshed when this many jiffies have passed
- * (0.064 s at HZ=1000, 0.64 s at HZ=100): bpf_jiffies64 is inlined by the
- * verifier, bpf_ktime_get_coarse_ns is a helper call (~18 ns here). */
-#define FLOW_REFRESH_JIFFIES 64
+/* flow_cache entries are restamped when their last_seen_ns is this old
+ * (64 ms): a store per flow per interval, not per packet. */
+#define FLOW_REFRESH_NS 64000000ULL
 
 /* Seed of flow_hash (see hash.h): "Sp0k". */
 #define FLOW_HASH_SEED 0x5370306bU
@@ -156,34 +155,25 @@ struct cid_key {
 };
 
 /* flow_cache entry key: the client side of the 4-tuple; the VIP supplies
- * the rest. */
+ * the rest. 20 octets, so that an entry is 32 (two to a cache line). */
 struct flow_key {
 	__u8 src[16];
-	__u32 vip_id;
 	__be16 src_port; /* network order */
-	__u16 pad;
+	__u16 vip_id;    /* < MAX_VIPS */
 };
 
-/* flow_cache entry state. */
-struct flow_state {
-	__u32 backend;
-	/* Low 32 bits of jiffies when last_seen_ns was last written (XDP's
-	 * cheap clock for deciding when to refresh it). */
-	__u32 seen_jiffies;
-	/* CLOCK_MONOTONIC_COARSE ns (bpf_ktime_get_coarse_ns, read at most
-	 * once per jiffy per CPU: see coarse_clock) of the last packet,
-	 * updated at most every FLOW_REFRESH_JIFFIES. Never 0 in a used
-	 * slot. */
-	__u64 last_seen_ns;
-};
-
-/* flow_cache value (per-CPU array of FLOW_CACHE_SIZE, slot = hash of the
- * key): the one flow table, the flows XDP decided by Maglev. Go deletes
- * entries (bpf.DeleteFlows) and may put one on every CPU (bpf.PutFlow).
- * An empty slot is all zero; last_seen_ns == 0 marks it. */
+/* flow_cache value (array of nr_cpus * FLOW_CACHE_SIZE entries: CPU c's
+ * table is entries c*FLOW_CACHE_SIZE.., slot = hash of the key): the one
+ * flow table, the flows XDP decided by Maglev. Go deletes entries
+ * (bpf.DeleteFlows) and may put one on every CPU (bpf.PutFlow). An empty
+ * slot is all zero; last_seen_ns == 0 marks it. */
 struct flow_cache_entry {
 	struct flow_key key;
-	struct flow_state state;
+	__u32 backend;
+	/* CLOCK_MONOTONIC_COARSE ns (bpf_ktime_get_coarse_ns, read at most
+	 * once per jiffy per CPU: see coarse_clock) of the last packet,
+	 * updated at most every FLOW_REFRESH_NS. Never 0 in a used slot. */
+	__u64 last_seen_ns;
 };
 
 /* vip_cache value (per-CPU, internal to XDP): a copy of a vips entry,
@@ -197,11 +187,16 @@ struct vip_cache_entry {
 };
 
 /* sid_cache value (per-CPU, internal to XDP): a copy of a server_ids
- * entry, valid while gen equals cache_gen[0]. */
+ * entry, valid while tag's generation equals cache_gen[0]. The key is
+ * held as three words compared whole: tag = generation << 8 | VIP id
+ * (ids are below MAX_VIPS = 256), sid_lo = server ID octets 0..7, sid_hi =
+ * octets 8..14 | length << 56 (little-endian, unused octets 0). */
 struct sid_cache_entry {
-	__u64 gen;
-	struct server_id_key key;
+	__u64 tag;
+	__u64 sid_lo;
+	__u64 sid_hi;
 	__u32 backend;
+	__u32 pad;
 };
 
 /* clock value (per-CPU array of one, internal to XDP): the coarse clock

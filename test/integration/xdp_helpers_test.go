@@ -297,18 +297,11 @@ func pinnedFlows(tb testing.TB, pid int) map[bpf.FlowKey]uint32 {
 	}
 	defer m.Close()
 	flows := map[bpf.FlowKey]uint32{}
-	var slot uint32
-	var perCPU []bpf.FlowCacheEntry
-	ci := m.Iterate()
-	for ci.Next(&slot, &perCPU) {
-		for _, e := range perCPU {
-			if e.State.LastSeenNs != 0 {
-				flows[e.Key] = e.State.Backend
-			}
-		}
-	}
-	if err := ci.Err(); err != nil {
-		tb.Fatalf("iterate flow_cache: %v", err)
+	err = bpf.ForEachCachedFlow(m, func(_ int, _ uint32, e bpf.FlowCacheEntry) {
+		flows[e.Key] = e.State.Backend
+	})
+	if err != nil {
+		tb.Fatalf("read flow_cache: %v", err)
 	}
 	return flows
 }
