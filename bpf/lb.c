@@ -364,19 +364,6 @@ static __always_inline __u32 lookup_sid(__u32 vip_id, __u32 len, __u64 lo,
 	return idx ? *idx : SID_ABSENT;
 }
 
-static __always_inline __u16 ipv4_csum(const struct iphdr *iph)
-{
-	const __u16 *w = (const __u16 *)iph;
-	__u32 sum = 0;
-
-#pragma unroll
-	for (int i = 0; i < (int)(sizeof(*iph) / 2); i++)
-		sum += w[i];
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	return (__u16)~sum;
-}
-
 /* encap prepends an outer IPv4 or IPv6 header (family of the backend) in
  * front of the inner IP packet, keeping the L2 header (and VLAN tag), and
  * sends it to the backend's next hop (DESIGN.md "Forwarding modes": ipip).

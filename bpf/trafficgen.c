@@ -21,6 +21,8 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
+#include "include/parse.h"
+
 char __license[] SEC("license") = "Dual BSD/GPL";
 
 enum gen_flags : __u32 {
@@ -61,19 +63,6 @@ struct {
 	__type(value, __u64);
 } counted SEC(".maps");
 
-static __always_inline __u16 csum_ipv4(const struct iphdr *iph)
-{
-	const __u16 *w = (const __u16 *)iph;
-	__u32 sum = 0;
-
-#pragma unroll
-	for (int i = 0; i < (int)(sizeof(*iph) / 2); i++)
-		sum += w[i];
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	return (__u16)~sum;
-}
-
 SEC("xdp")
 int xdp_gen(struct xdp_md *ctx)
 {
@@ -96,7 +85,7 @@ int xdp_gen(struct xdp_md *ctx)
 		udp->source = bpf_htons(1024 + (__u16)n % 64512);
 		iph->saddr = bpf_htonl(0xc6130000U | (__u32)(n / 64512 & 0xffff));
 		iph->check = 0;
-		iph->check = csum_ipv4(iph);
+		iph->check = ipv4_csum(iph);
 	}
 	if ((cfg->flags & GEN_F_ROTATE_SID) && cfg->sids) {
 		__u32 sid = 1 + (__u32)(n % cfg->sids);

@@ -51,4 +51,19 @@ static __always_inline int parse_l2(void *data, void *data_end, __u32 *l2_len,
 	return 0;
 }
 
+/* ipv4_csum returns the header checksum of an IPv4 header without options
+ * whose check field is 0 (RFC 791 §3.1, RFC 1071). */
+static __always_inline __u16 ipv4_csum(const struct iphdr *iph)
+{
+	const __u16 *w = (const __u16 *)iph;
+	__u32 sum = 0;
+
+#pragma unroll
+	for (int i = 0; i < (int)(sizeof(*iph) / 2); i++)
+		sum += w[i];
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
 #endif /* SPOOKY_PARSE_H */
