@@ -648,3 +648,16 @@ func mustRunClient(tb testing.TB, h *netns.Host, vip netip.AddrPort, conns, requ
 	}
 	return r
 }
+
+// mustConnsToEveryBackendOf opens connections until every backend of every
+// VIP in vips holds one.
+func (x *xdpLab) mustConnsToEveryBackendOf(t *testing.T, vips []netip.AddrPort) []*h3Conn {
+	t.Helper()
+	var conns []*h3Conn
+	for _, vip := range vips {
+		for _, c := range x.mustConnsToEveryBackend(t, vip) {
+			conns = append(conns, c)
+		}
+	}
+	return conns
+}

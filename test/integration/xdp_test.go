@@ -158,12 +158,7 @@ func testXDPFastPath(t *testing.T, forwarding string) {
 	}
 
 	t.Run("a burst of garbage to the VIPs is counted and disturbs no connection", func(t *testing.T) {
-		var conns []*h3Conn
-		for _, vip := range vips {
-			for _, c := range x.mustConnsToEveryBackend(t, vip) {
-				conns = append(conns, c)
-			}
-		}
+		conns := x.mustConnsToEveryBackendOf(t, vips)
 		loop := startRequestLoop(conns)
 		defer loop.stop()
 		loop.mustWaitRequests(t, 2)
@@ -201,12 +196,7 @@ func testXDPFastPath(t *testing.T, forwarding string) {
 	})
 
 	t.Run("restarting spooky attach drops no connection and adopts the pinned link and maps", func(t *testing.T) {
-		var conns []*h3Conn
-		for _, vip := range vips {
-			for _, c := range x.mustConnsToEveryBackend(t, vip) {
-				conns = append(conns, c)
-			}
-		}
+		conns := x.mustConnsToEveryBackendOf(t, vips)
 		loop := startRequestLoop(conns)
 		defer loop.stop()
 		loop.mustWaitRequests(t, 2)
