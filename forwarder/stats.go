@@ -21,7 +21,9 @@ type Stats struct {
 
 // VIPStats are one VIP's counters: forwarded packets, by path.
 type VIPStats struct {
-	ID       uint32         `json:"id"`
+	ID uint32 `json:"id"`
+	// Service names the VIP's service in the config that programmed it.
+	Service  string         `json:"service,omitempty"`
 	Address  netip.AddrPort `json:"address"`
 	Mode     string         `json:"mode"`
 	Packets  uint64         `json:"packets"`
@@ -34,7 +36,9 @@ type VIPStats struct {
 
 // BackendStats are one backend slot's counters.
 type BackendStats struct {
-	Index   uint32     `json:"index"`
+	Index uint32 `json:"index"`
+	// Name is "service/backend" as configured; empty for a removed slot.
+	Name    string     `json:"name,omitempty"`
 	Address netip.Addr `json:"address"`
 	State   string     `json:"state"`
 	Packets uint64     `json:"packets"`
@@ -59,6 +63,7 @@ func ReadStats(root, iface string) (*Stats, error) {
 		maps[n] = m
 	}
 	st := &Stats{Reasons: map[string]uint64{}}
+	vipNames, backendNames := readNames(root, iface)
 
 	var key bpf.VIPKey
 	var info bpf.VIPInfo
@@ -68,7 +73,7 @@ func ReadStats(root, iface string) (*Stats, error) {
 		if err := maps["vip_stats"].Lookup(info.Id, &per); err != nil {
 			return nil, fmt.Errorf("read vip_stats[%d]: %w", info.Id, err)
 		}
-		v := VIPStats{ID: info.Id, Address: vipAddrPort(key), Mode: "l4"}
+		v := VIPStats{ID: info.Id, Service: vipNames[info.Id], Address: vipAddrPort(key), Mode: "l4"}
 		if info.Mode == bpf.ModeL7 {
 			v.Mode = "l7"
 		}
@@ -96,7 +101,7 @@ func ReadStats(root, iface string) (*Stats, error) {
 		if err := maps["backend_stats"].Lookup(i, &per); err != nil {
 			return nil, fmt.Errorf("read backend_stats[%d]: %w", i, err)
 		}
-		s := BackendStats{Index: i, Address: backendAddr(b), State: backendState(b)}
+		s := BackendStats{Index: i, Name: backendNames[i], Address: backendAddr(b), State: backendState(b)}
 		for _, c := range per {
 			s.Packets += c.Packets
 			s.Bytes += c.Bytes
@@ -119,6 +124,28 @@ func ReadStats(root, iface string) (*Stats, error) {
 		st.Reasons[bpf.Reason(r).String()] = sum
 	}
 	return st, nil
+}
+
+// readNames returns the names the daemon stored for VIP ids and backend
+// indexes (see idStore); empty maps if it stored none.
+func readNames(root, iface string) (vips, backends map[uint32]string) {
+	vips, backends = map[uint32]string{}, map[uint32]string{}
+	m, err := OpenPinnedMap(root, iface, "spooky_ids")
+	if err != nil {
+		return vips, backends
+	}
+	defer m.Close()
+	var k idStoreKey
+	var v idStoreValue
+	for it := m.Iterate(); it.Next(&k, &v); {
+		switch k.Kind {
+		case idKindVIP:
+			vips[k.ID] = bytesString(v[:])
+		case idKindBackend:
+			backends[k.ID] = bytesString(v[:])
+		}
+	}
+	return vips, backends
 }
 
 func vipAddrPort(k bpf.VIPKey) netip.AddrPort {

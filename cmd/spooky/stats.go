@@ -43,20 +43,31 @@ func statsCommand(e env) *cli.Command {
 
 func printStats(e env, st *forwarder.Stats) {
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "VIP\tMODE\tPACKETS\tBYTES\tBY CID\tBY CID CACHE\tBY FLOW\tBY MAGLEV\t")
+	fmt.Fprintln(w, "SERVICE\tVIP\tMODE\tPACKETS\tBYTES\tBY CID\tBY CID CACHE\tBY FLOW\tBY MAGLEV\t")
 	for _, v := range st.VIPs {
-		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t\n", v.Address, v.Mode, v.Packets, v.Bytes, v.CID, v.CIDCache, v.Flow, v.Maglev)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t\n", orDash(v.Service), v.Address, v.Mode, v.Packets, v.Bytes, v.CID, v.CIDCache, v.Flow, v.Maglev)
 	}
-	fmt.Fprintln(w, "\t\t\t\t\t\t\t\t")
-	fmt.Fprintln(w, "BACKEND\tADDRESS\tSTATE\tPACKETS\tBYTES\t")
+	fmt.Fprintln(w, "\t\t\t\t\t\t\t\t\t")
+	fmt.Fprintln(w, "BACKEND\tINDEX\tADDRESS\tSTATE\tPACKETS\tBYTES\t")
 	for _, b := range st.Backends {
-		fmt.Fprintf(w, "%d\t%s\t%s\t%d\t%d\t\n", b.Index, b.Address, b.State, b.Packets, b.Bytes)
+		addr := "-"
+		if b.Address.IsValid() {
+			addr = b.Address.String()
+		}
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%d\t\n", orDash(b.Name), b.Index, addr, b.State, b.Packets, b.Bytes)
 	}
-	fmt.Fprintln(w, "\t\t\t\t\t")
+	fmt.Fprintln(w, "\t\t\t\t\t\t")
 	fmt.Fprintln(w, "REASON\tPACKETS\t")
 	for r := 0; r < bpf.NumReasons; r++ {
 		name := bpf.Reason(r).String()
 		fmt.Fprintf(w, "%s\t%d\t\n", name, st.Reasons[name])
 	}
 	w.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -242,11 +242,13 @@ func testXDPFastPath(t *testing.T, forwarding string) {
 		if code != 0 {
 			t.Fatalf("spooky stats: exit %d: %s", code, errOut)
 		}
+		// Backend rows: NAME INDEX ADDRESS STATE PACKETS BYTES; VIP rows:
+		// SERVICE VIP MODE PACKETS ...
 		rows := map[string][]string{}
 		for _, line := range strings.Split(out, "\n") {
-			if f := strings.Fields(line); len(f) >= 5 {
+			if f := strings.Fields(line); len(f) >= 6 {
 				rows[f[1]] = f
-				rows[f[0]] = f
+				rows[f[2]] = f
 			}
 		}
 		for _, h := range x.Backends {
@@ -256,14 +258,17 @@ func testXDPFastPath(t *testing.T, forwarding string) {
 					t.Errorf("no row for backend %s in:\n%s", a, out)
 					continue
 				}
-				if n, err := strconv.ParseUint(f[3], 10, 64); f[2] != "healthy" || err != nil || n == 0 {
+				if n, err := strconv.ParseUint(f[4], 10, 64); f[3] != "healthy" || err != nil || n == 0 {
 					t.Errorf("row for backend %s = %q, want healthy with packets > 0", a, f)
+				}
+				if !strings.HasSuffix(f[0], "/"+h.Name) {
+					t.Errorf("row for backend %s is named %q, want service/%s", a, f[0], h.Name)
 				}
 			}
 		}
 		for _, vip := range vips {
-			if f := rows[vip.String()]; f == nil || f[2] == "0" {
-				t.Errorf("row for VIP %s = %q, want packets > 0; output:\n%s", vip, f, out)
+			if f := rows[vip.String()]; f == nil || f[3] == "0" || !strings.HasPrefix(f[0], "web") {
+				t.Errorf("row for VIP %s = %q, want its service name and packets > 0; output:\n%s", vip, f, out)
 			}
 		}
 		if !strings.Contains(out, "drop_not_quic_strict") {
