@@ -117,6 +117,12 @@ func Attach(opts AttachOptions) (*XDP, error) {
 		return nil, privilege(fmt.Errorf("create pin directory: %w", err))
 	}
 	objs, err := bpf.LoadLB(&bpf.LoadOptions{PinPath: dir})
+	if errors.Is(err, ebpf.ErrMapIncompatible) {
+		// A map pinned by a build with another layout cannot be
+		// adopted; only a fresh start (which drops flows) can go on.
+		return nil, fmt.Errorf("load xdp program: maps pinned in %s have another layout (an older spooky?); "+
+			"run 'spooky detach %s' and attach again (established flows are dropped): %w", dir, opts.Interface, err)
+	}
 	if err != nil {
 		return nil, privilege(fmt.Errorf("load xdp program: %w", err))
 	}

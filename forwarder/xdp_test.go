@@ -1,7 +1,10 @@
 package forwarder
 
 import (
+	"errors"
 	"net/netip"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/spooky-lb/spooky/bpf"
+	"github.com/spooky-lb/spooky/test/netns"
 )
 
 func monotonicCoarse(tb testing.TB) uint64 {
@@ -109,4 +113,35 @@ func mustPossibleCPUs(tb testing.TB) int {
 		tb.Fatalf("count cpus: %v", err)
 	}
 	return n
+}
+
+func TestAttachNamesAPinnedMapOfAnotherLayout(t *testing.T) {
+	root := mustBPFFSDir(t)
+	lab := netns.New(t, netns.Config{Backends: 1})
+	dir := PinDir(root, lab.LB.Iface)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// A vips map pinned with another value size, as an older build might
+	// have left it.
+	m, err := ebpf.NewMapWithOptions(&ebpf.MapSpec{
+		Name: "vips", Type: ebpf.Hash, KeySize: 20, ValueSize: 8, MaxEntries: 1, Pinning: ebpf.PinByName,
+	}, ebpf.MapOptions{PinPath: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	err = lab.LB.Do(func() error {
+		x, err := Attach(AttachOptions{Interface: lab.LB.Iface, PinRoot: root})
+		if err == nil {
+			x.Close()
+		}
+		return err
+	})
+	if err == nil {
+		t.Fatal("attach adopted a map of another layout")
+	}
+	if !errors.Is(err, ebpf.ErrMapIncompatible) || !strings.Contains(err.Error(), "spooky detach "+lab.LB.Iface) {
+		t.Fatalf("err = %v, want ErrMapIncompatible with the detach hint", err)
+	}
 }
