@@ -2,6 +2,7 @@ package forwarder
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"sort"
 
@@ -41,8 +42,12 @@ type BackendStats struct {
 	Name    string     `json:"name,omitempty"`
 	Address netip.Addr `json:"address"`
 	State   string     `json:"state"`
-	Packets uint64     `json:"packets"`
-	Bytes   uint64     `json:"bytes"`
+	// MAC (l2dsr) and NextHopMAC (ipip) are where XDP sends the
+	// backend's packets, as last resolved from the neighbour table.
+	MAC        string `json:"mac,omitempty"`
+	NextHopMAC string `json:"next_hop_mac,omitempty"`
+	Packets    uint64 `json:"packets"`
+	Bytes      uint64 `json:"bytes"`
 }
 
 // ReadStats reads the counters pinned for iface under root (DefaultPinRoot
@@ -101,7 +106,10 @@ func ReadStats(root, iface string) (*Stats, error) {
 		if err := maps["backend_stats"].Lookup(i, &per); err != nil {
 			return nil, fmt.Errorf("read backend_stats[%d]: %w", i, err)
 		}
-		s := BackendStats{Index: i, Name: backendNames[i], Address: backendAddr(b), State: backendState(b)}
+		s := BackendStats{
+			Index: i, Name: backendNames[i], Address: backendAddr(b), State: backendState(b),
+			MAC: macString(b.Mac), NextHopMAC: macString(b.NexthopMac),
+		}
 		for _, c := range per {
 			s.Packets += c.Packets
 			s.Bytes += c.Bytes
@@ -146,6 +154,14 @@ func readNames(root, iface string) (vips, backends map[uint32]string) {
 		}
 	}
 	return vips, backends
+}
+
+// macString formats a MAC, or returns "" for the zero one (not used).
+func macString(m [6]byte) string {
+	if m == [6]byte{} {
+		return ""
+	}
+	return net.HardwareAddr(m[:]).String()
 }
 
 func vipAddrPort(k bpf.VIPKey) netip.AddrPort {

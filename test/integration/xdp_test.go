@@ -157,6 +157,36 @@ func testXDPFastPath(t *testing.T, forwarding string) {
 		})
 	}
 
+	t.Run("a backend's new link-layer address reaches the maps through neighbour events", func(t *testing.T) {
+		b := x.Backends[0]
+		// The kernel learns a new MAC for a backend from ARP or NDP; a
+		// replaced neighbour entry on the lb host is the same event.
+		fake := net.HardwareAddr{0x02, 0x00, 0x5e, 0x00, 0x53, 0x01}
+		for _, mac := range []net.HardwareAddr{fake, b.MAC} {
+			if err := x.LB.AddNeighbor(b.IPv4, mac); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				var got []string
+				for _, s := range mustStats(t, x.LB).Backends {
+					if s.Address == b.IPv4 {
+						got = append(got, s.MAC+s.NextHopMAC)
+					}
+				}
+				if len(got) == 1 && got[0] == mac.String() {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("backend %s is sent to %v 10s after its neighbour entry became %s", b.IPv4, got, mac)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		// Traffic reaches the backend again at its real address.
+		mustRunClient(t, x.Client, x.vip4, 30, 1)
+	})
+
 	t.Run("a burst of garbage to the VIPs is counted and disturbs no connection", func(t *testing.T) {
 		conns := x.mustConnsToEveryBackendOf(t, vips)
 		loop := startRequestLoop(conns)
