@@ -126,23 +126,30 @@ func mustServe(tb testing.TB, o options) net.Addr {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return mustRunServer(tb, "serve", func(ctx context.Context, ready func(net.Addr)) error {
+		return serve(ctx, conn, o, slog.New(slog.DiscardHandler), ready)
+	})
+}
+
+// mustRunServer runs a server until the test ends and returns the address
+// it reports ready on; the server must then stop cleanly.
+func mustRunServer(tb testing.TB, name string, run func(ctx context.Context, ready func(net.Addr)) error) net.Addr {
+	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	readyc := make(chan net.Addr, 1)
-	go func() {
-		done <- serve(ctx, conn, o, slog.New(slog.DiscardHandler), func(a net.Addr) { readyc <- a })
-	}()
+	go func() { done <- run(ctx, func(a net.Addr) { readyc <- a }) }()
 	tb.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			tb.Errorf("serve: %v", err)
+			tb.Errorf("%s: %v", name, err)
 		}
 	})
 	select {
 	case a := <-readyc:
 		return a
 	case err := <-done:
-		tb.Fatalf("serve: %v", err)
+		tb.Fatalf("%s: %v", name, err)
 	}
 	return nil
 }

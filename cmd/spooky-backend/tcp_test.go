@@ -208,23 +208,7 @@ func mustServeTCP(tb testing.TB, o options) net.Addr {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	readyc := make(chan net.Addr, 1)
-	go func() {
-		done <- serveTCP(ctx, ln, o, slog.New(slog.DiscardHandler), func(a net.Addr) { readyc <- a })
-	}()
-	tb.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			tb.Errorf("serveTCP: %v", err)
-		}
+	return mustRunServer(tb, "serveTCP", func(ctx context.Context, ready func(net.Addr)) error {
+		return serveTCP(ctx, ln, o, slog.New(slog.DiscardHandler), ready)
 	})
-	select {
-	case a := <-readyc:
-		return a
-	case err := <-done:
-		tb.Fatalf("serveTCP: %v", err)
-	}
-	return nil
 }
