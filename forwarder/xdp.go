@@ -68,8 +68,7 @@ type XDP struct {
 	syncer  *Syncer
 	log     *slog.Logger
 
-	mu      sync.Mutex // serialises Apply
-	current *config.Config
+	mu sync.Mutex // serialises Apply and ExpireFlows' read of timeouts
 	// timeouts holds each VIP id's idle flow timeout, for ExpireFlows.
 	timeouts map[uint32]time.Duration
 	// ids keeps the planner's allocations across restarts; stored holds
@@ -258,7 +257,6 @@ func (x *XDP) Apply(ctx context.Context, cfg *config.Config) error {
 	if err := x.ids.save(x.planner.vips, x.planner.backends); err != nil {
 		return err
 	}
-	x.current = cfg
 	x.timeouts = map[uint32]time.Duration{}
 	for _, v := range d.VIPs {
 		x.timeouts[v.Info.Id] = v.FlowTimeout
@@ -300,23 +298,8 @@ func (x *XDP) ExpireFlows() (int, error) {
 	return n, nil
 }
 
-// Refresh re-resolves next hops and re-applies the current config; call it
-// when neighbours change.
-func (x *XDP) Refresh(ctx context.Context) error {
-	x.mu.Lock()
-	cfg := x.current
-	x.mu.Unlock()
-	if cfg == nil {
-		return nil
-	}
-	return x.Apply(ctx, cfg)
-}
-
 // Resolver returns the next-hop resolver of the interface.
 func (x *XDP) Resolver() *Resolver { return &Resolver{Link: x.link} }
-
-// Objects returns the loaded program and maps.
-func (x *XDP) Objects() *bpf.LBObjects { return x.objs }
 
 // Close releases the daemon's handles. The program stays attached and the
 // maps stay pinned: packets keep flowing until Detach.
