@@ -428,8 +428,8 @@ func TestParityWithXDP(t *testing.T) {
 	hops := staticHops{fail: map[netip.Addr]bool{netip.MustParseAddr("2001:db8:1::13"): true}}
 	planner := NewPlanner(hops, log)
 	// web4/c drains: out of the Maglev table, its server ID kept.
-	reg := health.NewRegistry()
-	reg.Set(BackendTarget("web4", "c"), health.Draining, "parity test")
+	reg := health.NewRegistry(nil)
+	reg.Report(health.Backend("web4", "c"), health.Operator, health.Draining, "parity test")
 	planner.SetHealth(reg)
 	cfg, d := mustParityPlan(t, planner, false)
 	if len(d.Problems) != 1 {
@@ -473,7 +473,7 @@ func TestParityWithXDP(t *testing.T) {
 	// The reload: web4/a loses its next hop (its flows must be hashed
 	// again), enc6/a turns unhealthy (its server ID goes).
 	hops.fail[netip.MustParseAddr("198.18.1.1")] = true
-	reg.Set(BackendTarget("enc6", "a"), health.Unhealthy, "parity test")
+	reg.Report(health.Backend("enc6", "a"), health.Active, health.Unhealthy, "parity test")
 	_, d2 := mustParityPlan(t, planner, true)
 	if len(d2.Freed) == 0 {
 		t.Fatal("the reload freed no backend index")

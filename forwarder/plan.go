@@ -60,12 +60,13 @@ type Planner struct {
 // Maglev tables and lose their server IDs (their connections then hash to
 // a live backend, which resets them, so clients fail fast); draining ones
 // leave the tables but keep their server IDs, so established connections
-// finish. Health is keyed by BackendTarget. If never set, every backend
-// whose next hop resolves is healthy.
+// finish. Health is keyed by health.Backend(service, backend). If never
+// set, every backend whose next hop resolves is healthy.
 func (p *Planner) SetHealth(r *health.Registry) { p.health = r }
 
-// BackendTarget is the health.Registry key of a backend of a service.
-func BackendTarget(service, backend string) string { return service + "/" + backend }
+// backendKey is the key a backend's index is assigned and stored under
+// (the pinned spooky_ids map), "service/backend".
+func backendKey(service, backend string) string { return service + "/" + backend }
 
 // NewPlanner returns a Planner resolving next hops with hops. If log is
 // nil, slog.Default() is used.
@@ -146,13 +147,13 @@ func (p *Planner) planService(ctx context.Context, d *Desired, s *config.Service
 	var ring []MaglevBackend
 	var ringIndex []uint32
 	for _, b := range s.Backends {
-		index := backendIDs[BackendTarget(s.Name, b.Name)]
+		index := backendIDs[backendKey(s.Name, b.Name)]
 		backend, err := p.backend(ctx, s, b)
 		if err != nil {
 			d.Problems = append(d.Problems, fmt.Errorf("service %q backend %q: %w", s.Name, b.Name, err))
 		}
 		if p.health != nil && backend.Flags != 0 {
-			switch p.health.Get(BackendTarget(s.Name, b.Name)).State {
+			switch p.health.Get(health.Backend(s.Name, b.Name)).State {
 			case health.Unhealthy:
 				backend.Flags = 0
 			case health.Draining:
@@ -205,7 +206,7 @@ func planKeys(cfg *config.Config) (services []*config.ServiceConfig, vipKeys, ba
 		vipKeys = append(vipKeys, s.Name)
 		if s.Mode == config.ModeL4 {
 			for _, b := range s.Backends {
-				backendKeys = append(backendKeys, BackendTarget(s.Name, b.Name))
+				backendKeys = append(backendKeys, backendKey(s.Name, b.Name))
 			}
 		}
 	}

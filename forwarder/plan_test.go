@@ -168,11 +168,11 @@ func TestPlanner(t *testing.T) {
 	})
 
 	t.Run("health decides tables and server IDs: unhealthy loses both, draining keeps its server ID", func(t *testing.T) {
-		reg := health.NewRegistry()
+		reg := health.NewRegistry(nil)
 		p := NewPlanner(fixedHops{}, nil)
 		p.SetHealth(reg)
-		reg.Set(BackendTarget("web", "b1"), health.Unhealthy, "probe failed")
-		reg.Set(BackendTarget("web", "b2"), health.Draining, "operator")
+		reg.Report(health.Backend("web", "b1"), health.Active, health.Unhealthy, "probe failed")
+		reg.Report(health.Backend("web", "b2"), health.Operator, health.Draining, "operator")
 		d := mustPlan(t, p, planYAML)
 		web := d.VIPs[bpf.NewVIPKey(netip.MustParseAddrPort("198.18.0.10:443"))]
 		if web.Table != nil {

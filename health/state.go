@@ -1,13 +1,13 @@
 // Package health holds the one health state that both tiers follow: each
 // backend (packet tier) and upstream (request tier) is healthy, unhealthy or
-// draining, with the reason and time of its last change. Checkers and the
-// request tier's passive signals write it; the forwarder and the L7 pools
-// subscribe to it (DESIGN.md, "Health").
+// draining, with the reason and time of its last change. Several sources
+// write it (an operator's drain, active checkers, the request tier's passive
+// signals) and the registry combines them with a fixed precedence; the
+// forwarder and the L7 pools read the result (DESIGN.md, "Health").
 package health
 
 import (
 	"fmt"
-	"sync"
 	"time"
 )
 
@@ -40,84 +40,49 @@ func (s State) String() string {
 	return fmt.Sprintf("state(%d)", uint8(s))
 }
 
-// Status is a target's state with why and since when.
+// Source is who reports a verdict on a target.
+type Source uint8
+
+// Sources, in order of precedence (see Registry).
+const (
+	// Operator is a drain (or a forced down) from the admin API; it holds
+	// until the operator clears it.
+	Operator Source = iota
+	// Active is an active checker's verdict after rise/fall.
+	Active
+	// Passive is the request tier's own evidence: an open circuit breaker
+	// (which counts consecutive failures, error ratio and latency).
+	Passive
+	numSources
+)
+
+// String returns the source's name for logs and the admin API.
+func (s Source) String() string {
+	switch s {
+	case Operator:
+		return "operator"
+	case Active:
+		return "active"
+	case Passive:
+		return "passive"
+	}
+	return fmt.Sprintf("source(%d)", uint8(s))
+}
+
+// Status is a state with why and since when.
 type Status struct {
 	State  State
 	Reason string
-	Since  time.Time
+	// Source is the source whose verdict decided the combined state;
+	// meaningless for a healthy target.
+	Source Source
+	// Since is when the state began; zero for a target never reported.
+	Since time.Time
 }
 
-// Change is one transition, as delivered to subscribers.
+// Change is one transition of a target's combined state, as delivered to
+// subscribers.
 type Change struct {
-	Target   string
+	Target   Target
 	From, To Status
 }
-
-// Registry holds the status of every target, keyed by a name the tiers
-// agree on (e.g. "service/backend" for backends, the upstream name for
-// upstreams). Targets never set are healthy: a target with no checker
-// takes traffic. It is safe for concurrent use.
-type Registry struct {
-	mu     sync.Mutex
-	status map[string]Status
-	subs   map[int]func(Change)
-	nextID int
-	now    func() time.Time
-}
-
-// NewRegistry returns an empty registry.
-func NewRegistry() *Registry {
-	return &Registry{status: map[string]Status{}, subs: map[int]func(Change){}, now: time.Now}
-}
-
-// Get returns target's status; Healthy with a zero Since if never set.
-func (r *Registry) Get(target string) Status {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.status[target]
-}
-
-// Set records target's state and tells subscribers if it changed. It
-// reports whether the state changed; a new reason for the same state is
-// recorded without a notification.
-func (r *Registry) Set(target string, state State, reason string) bool {
-	r.mu.Lock()
-	from := r.status[target]
-	if from.State == state && (from.Since != time.Time{} || state == Healthy) {
-		from.Reason = reason
-		r.status[target] = from
-		r.mu.Unlock()
-		return false
-	}
-	to := Status{State: state, Reason: reason, Since: r.now()}
-	r.status[target] = to
-	subs := make([]func(Change), 0, len(r.subs))
-	for _, f := range r.subs {
-		subs = append(subs, f)
-	}
-	r.mu.Unlock()
-	// Called outside the lock so a subscriber may read the registry.
-	for _, f := range subs {
-		f(Change{Target: target, From: from, To: to})
-	}
-	return true
-}
-
-// Subscribe calls f for every later change, on the goroutine that made
-// it; f must not block for long. The returned func unsubscribes.
-func (r *Registry) Subscribe(f func(Change)) (cancel func()) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	id := r.nextID
-	r.nextID++
-	r.subs[id] = f
-	return func() {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		delete(r.subs, id)
-	}
-}
-
-// Healthy reports whether target takes new traffic; it satisfies the
-// request tier's HealthSource.
-func (r *Registry) Healthy(target string) bool { return r.Get(target).State == Healthy }
