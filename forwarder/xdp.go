@@ -18,6 +18,7 @@ import (
 
 	"github.com/spooky-lb/spooky/bpf"
 	"github.com/spooky-lb/spooky/config"
+	"github.com/spooky-lb/spooky/health"
 )
 
 // DefaultPinRoot is where spooky pins the maps and XDP link of each
@@ -54,6 +55,10 @@ type AttachOptions struct {
 	PinRoot string
 	// Logger receives changes and problems. If nil, slog.Default().
 	Logger *slog.Logger
+	// Health, if set, is the state the tables follow (see
+	// Planner.SetHealth); the caller re-Applies after a change. If nil,
+	// every backend whose next hop resolves is healthy.
+	Health *health.Registry
 }
 
 // XDP is the fast path attached to one interface: the loaded program and
@@ -139,6 +144,7 @@ func Attach(opts AttachOptions) (*XDP, error) {
 		log:     log,
 		ids:     store,
 	}
+	x.planner.SetHealth(opts.Health)
 	if x.storedVIPs, x.storedBackends, err = store.load(); err != nil {
 		x.Close()
 		return nil, err

@@ -1,10 +1,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -49,87 +46,16 @@ func attachCommand(e env) *cli.Command {
 				return fmt.Errorf("attach: %w", err)
 			}
 			log := newLogger(e.stderr, cfg.Log)
-			x, err := forwarder.Attach(forwarder.AttachOptions{
-				Interface: iface, Mode: mode, PinRoot: c.String("pin-root"), Logger: log,
-			})
+			d, err := newDaemon(c.Context, daemonOptions{
+				path: path, iface: iface, xdpMode: mode, pinRoot: c.String("pin-root"),
+			}, cfg, log)
 			if err != nil {
 				return fmt.Errorf("attach: %w", err)
 			}
-			// Neighbour updates come in bursts (probe, reachable, stale);
-			// the daemon settles them into one refresh of the next hops.
-			refresh := make(chan struct{}, 1)
-			if err := x.Resolver().WatchNeighbours(c.Context, func() {
-				select {
-				case refresh <- struct{}{}:
-				default:
-				}
-			}); err != nil {
-				log.Warn("next hops will not follow neighbour changes", "err", err)
-			}
-			d := &daemon{
-				path:    path,
-				log:     log,
-				tiers:   []tier{&xdpTier{x: x, log: log}, &l7Tier{log: log}},
-				refresh: refresh,
-			}
-			if err := d.run(c.Context, cfg); err != nil {
+			if err := d.run(c.Context); err != nil {
 				return fmt.Errorf("attach: %w", err)
 			}
 			return nil
 		},
 	}
-}
-
-// xdpTier is the XDP fast path.
-type xdpTier struct {
-	x     *forwarder.XDP
-	log   *slog.Logger
-	sweep context.CancelFunc
-	swept chan struct{} // closed when sweepFlows returns
-}
-
-// flowSweepEvery is how often idle flow entries are expired; flow timeouts
-// are tens of seconds, so an entry outlives its timeout by at most this.
-const flowSweepEvery = 5 * time.Second
-
-func (t *xdpTier) apply(ctx context.Context, cfg *config.Config) error {
-	if err := t.x.Apply(ctx, cfg); err != nil {
-		return err
-	}
-	if t.sweep == nil {
-		var sweepCtx context.Context
-		sweepCtx, t.sweep = context.WithCancel(ctx)
-		t.swept = make(chan struct{})
-		go t.sweepFlows(sweepCtx)
-	}
-	t.log.Info("forwarding")
-	return nil
-}
-
-func (t *xdpTier) sweepFlows(ctx context.Context) {
-	defer close(t.swept)
-	tick := time.NewTicker(flowSweepEvery)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			n, err := t.x.ExpireFlows()
-			if err != nil {
-				t.log.Warn("expire idle flows", "err", err)
-			} else if n > 0 {
-				t.log.Debug("expired idle flows", "entries", n)
-			}
-		}
-	}
-}
-
-func (t *xdpTier) stop(context.Context) error {
-	if t.sweep != nil {
-		t.sweep()
-		<-t.swept // the maps close below
-	}
-	t.log.Info("the XDP program stays attached with its maps pinned (spooky detach removes it)")
-	return t.x.Close()
 }

@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/spooky-lb/spooky/config"
-	"github.com/spooky-lb/spooky/l7"
+	"github.com/spooky-lb/spooky/forwarder"
+	"github.com/spooky-lb/spooky/health"
 )
 
 // shutdownGrace bounds how long in-flight L7 requests may take to finish
@@ -19,7 +21,7 @@ import (
 const shutdownGrace = 10 * time.Second
 
 // refreshSettle is how long a refresh waits for more of a burst of
-// neighbour updates before it re-applies the config.
+// neighbour updates or health changes before it re-applies the config.
 const refreshSettle = 200 * time.Millisecond
 
 // tier is one part of the daemon that follows the configuration.
@@ -31,48 +33,118 @@ type tier interface {
 	stop(ctx context.Context) error
 }
 
-// daemon runs tiers until its context ends, reloading them on SIGHUP.
-type daemon struct {
-	path  string
-	log   *slog.Logger
-	tiers []tier
-	// refresh, if set, delivers requests to re-apply the current config
-	// (next-hop changes).
-	refresh <-chan struct{}
+// daemonOptions say what a daemon runs. attach and serve differ only here.
+type daemonOptions struct {
+	// path is the configuration file, read again on every reload.
+	path string
+	// iface, if set, is the edge interface the XDP fast path attaches to
+	// (spooky attach); empty runs the request tier alone (spooky serve).
+	iface   string
+	xdpMode forwarder.XDPMode
+	pinRoot string
 }
 
-// run applies cfg to every tier, then serves until ctx ends.
-func (d *daemon) run(ctx context.Context, cfg *config.Config) error {
+// daemon owns the one health registry and the tiers that follow it and the
+// configuration, until its context ends. It is the single code path of
+// attach and serve: every part is wired here, once.
+type daemon struct {
+	opts   daemonOptions
+	log    *slog.Logger
+	health *health.Registry
+	xdp    *xdpTier // nil without an interface
+	l7     *l7Tier
+	tiers  []tier
+	// refresh delivers requests to re-apply the current config (next-hop
+	// and health changes); bursts are settled into one.
+	refresh chan struct{}
+
+	// mu serialises applying configs (SIGHUP, admin reload, refresh) and
+	// guards cfg and lastReload.
+	mu         sync.Mutex
+	cfg        *config.Config
+	loadedAt   time.Time
+	lastReload reloadResult
+	// drainSeen tracks drained backends' packet counters (drainProgress).
+	drainSeen map[health.Target]packetMark
+}
+
+// reloadResult is the outcome of the last reload, for the admin API.
+type reloadResult struct {
+	at  time.Time
+	err error
+}
+
+// newDaemon builds the tiers for opts around one health registry. cfg is
+// the loaded configuration; nothing is applied until run.
+func newDaemon(ctx context.Context, opts daemonOptions, cfg *config.Config, log *slog.Logger) (*daemon, error) {
+	d := &daemon{
+		opts:      opts,
+		log:       log,
+		health:    health.NewRegistry(log),
+		refresh:   make(chan struct{}, 1),
+		cfg:       cfg,
+		drainSeen: map[health.Target]packetMark{},
+	}
+	if opts.iface != "" {
+		x, err := forwarder.Attach(forwarder.AttachOptions{
+			Interface: opts.iface, Mode: opts.xdpMode, PinRoot: opts.pinRoot, Logger: log, Health: d.health,
+		})
+		if err != nil {
+			return nil, err
+		}
+		d.xdp = &xdpTier{x: x, log: log}
+		// Neighbour updates come in bursts (probe, reachable, stale);
+		// the daemon settles them into one refresh of the next hops.
+		if err := x.Resolver().WatchNeighbours(ctx, d.requestRefresh); err != nil {
+			log.Warn("next hops will not follow neighbour changes", "err", err)
+		}
+		d.tiers = append(d.tiers, d.xdp)
+	}
+	d.l7 = &l7Tier{log: log, health: d.health}
+	d.tiers = append(d.tiers, d.l7)
+	// A backend's change re-plans the XDP tables; upstreams are read by
+	// the request tier on every request and need nothing.
+	d.health.Subscribe(func(c health.Change) {
+		if c.Target.Kind == health.KindBackend {
+			d.requestRefresh()
+		}
+	})
+	return d, nil
+}
+
+// requestRefresh asks the run loop to re-apply the current config; it
+// never blocks.
+func (d *daemon) requestRefresh() {
+	select {
+	case d.refresh <- struct{}{}:
+	default:
+	}
+}
+
+// run applies the config to every tier, then serves until ctx ends.
+func (d *daemon) run(ctx context.Context) error {
+	d.mu.Lock()
+	cfg := d.cfg
 	for _, t := range d.tiers {
 		if err := t.apply(ctx, cfg); err != nil {
+			d.mu.Unlock()
 			d.stop()
-			return fmt.Errorf("apply %s: %w", d.path, err)
+			return fmt.Errorf("apply %s: %w", d.opts.path, err)
 		}
 	}
+	d.loadedAt = time.Now()
+	d.mu.Unlock()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	d.log.Info("serving", "config", d.path, "summary", cfg.Summarize().String())
+	d.log.Info("serving", "config", d.opts.path, "summary", cfg.Summarize().String())
 	for {
 		select {
 		case <-ctx.Done():
 			return d.stop()
 		case <-hup:
-			next, err := config.Load(d.path)
-			if err != nil {
-				d.log.Error("reload rejected; the running config stays", "config", d.path, "err", err)
-				continue
-			}
-			d.log.Info("reloading", "config", d.path, "changes", config.Diff(cfg, next).String())
-			if err := d.applyAll(ctx, next); err != nil {
-				d.log.Error("reload failed; restoring the running config", "err", err)
-				if err := d.applyAll(ctx, cfg); err != nil {
-					d.log.Error("restore running config", "err", err)
-				}
-				continue
-			}
-			cfg = next
-			d.log.Info("reloaded", "config", d.path)
+			// Logged inside; a rejected file leaves the running config.
+			_ = d.reload(ctx)
 		case <-d.refresh:
 			select {
 			case <-ctx.Done():
@@ -82,11 +154,72 @@ func (d *daemon) run(ctx context.Context, cfg *config.Config) error {
 			for len(d.refresh) > 0 {
 				<-d.refresh
 			}
-			if err := d.applyAll(ctx, cfg); err != nil {
-				d.log.Error("refresh", "err", err)
+			d.mu.Lock()
+			// Next hops and backend health concern the XDP tables only.
+			if d.xdp != nil {
+				if err := d.xdp.apply(ctx, d.cfg); err != nil {
+					d.log.Error("refresh", "err", err)
+				}
 			}
+			d.mu.Unlock()
 		}
 	}
+}
+
+// reload reads the config file again and applies it. A file that does not
+// load, or a config a tier refuses, changes nothing: the running config is
+// restored and keeps serving, and the error (with every problem and its
+// file:line:col) is returned.
+func (d *daemon) reload(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	err := d.reloadLocked(ctx)
+	d.lastReload = reloadResult{at: time.Now(), err: err}
+	return err
+}
+
+func (d *daemon) reloadLocked(ctx context.Context) error {
+	next, err := config.Load(d.opts.path)
+	if err != nil {
+		d.log.Error("reload rejected; the running config stays", "config", d.opts.path, "err", err)
+		return err
+	}
+	d.log.Info("reloading", "config", d.opts.path, "changes", config.Diff(d.cfg, next).String())
+	if err := d.applyAll(ctx, next); err != nil {
+		d.log.Error("reload failed; restoring the running config", "err", err)
+		if rerr := d.applyAll(ctx, d.cfg); rerr != nil {
+			d.log.Error("restore running config", "err", rerr)
+		}
+		return err
+	}
+	d.cfg = next
+	d.loadedAt = time.Now()
+	d.forgetRemoved(next)
+	d.log.Info("reloaded", "config", d.opts.path)
+	return nil
+}
+
+// forgetRemoved drops the health of targets the config no longer has, so
+// a backend added again later starts healthy and undrained.
+func (d *daemon) forgetRemoved(cfg *config.Config) {
+	known := configTargets(cfg)
+	d.health.Forget(func(t health.Target) bool { return known[t] })
+}
+
+// configTargets lists every backend and upstream of cfg as health targets.
+func configTargets(cfg *config.Config) map[health.Target]bool {
+	known := map[health.Target]bool{}
+	for _, s := range cfg.Services {
+		for _, b := range s.Backends {
+			known[health.Backend(s.Name, b.Name)] = true
+		}
+	}
+	for _, p := range cfg.Pools {
+		for _, u := range p.Upstreams {
+			known[health.Upstream(u.Address)] = true
+		}
+	}
+	return known
 }
 
 func (d *daemon) applyAll(ctx context.Context, cfg *config.Config) error {
@@ -106,42 +239,4 @@ func (d *daemon) stop() error {
 		errs = append(errs, t.stop(ctx))
 	}
 	return errors.Join(errs...)
-}
-
-// l7Tier is the HTTP/3 request tier; it starts with the first config that
-// has l7 services.
-type l7Tier struct {
-	srv *l7.Server
-	log *slog.Logger
-}
-
-func (t *l7Tier) apply(_ context.Context, cfg *config.Config) error {
-	c, err := l7.FromConfig(cfg, t.log)
-	if err != nil {
-		return fmt.Errorf("l7: %w", err)
-	}
-	if t.srv != nil {
-		return t.srv.Reload(c)
-	}
-	if len(c.Services) == 0 {
-		return nil
-	}
-	srv, err := l7.New(c)
-	if err != nil {
-		return fmt.Errorf("l7: %w", err)
-	}
-	if err := srv.Start(); err != nil {
-		srv.Close()
-		return fmt.Errorf("l7: %w", err)
-	}
-	t.srv = srv
-	return nil
-}
-
-func (t *l7Tier) stop(ctx context.Context) error {
-	if t.srv == nil {
-		return nil
-	}
-	t.log.Info("shutting down the request tier", "grace", shutdownGrace)
-	return t.srv.Shutdown(ctx)
 }

@@ -26,8 +26,11 @@ func serveCommand(e env) *cli.Command {
 				return fmt.Errorf("serve: %w", err)
 			}
 			log := newLogger(e.stderr, cfg.Log)
-			d := &daemon{path: path, log: log, tiers: []tier{&l7Tier{log: log}}}
-			if err := d.run(c.Context, cfg); err != nil {
+			d, err := newDaemon(c.Context, daemonOptions{path: path}, cfg, log)
+			if err != nil {
+				return fmt.Errorf("serve: %w", err)
+			}
+			if err := d.run(c.Context); err != nil {
 				return fmt.Errorf("serve: %w", err)
 			}
 			return nil

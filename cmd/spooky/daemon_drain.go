@@ -1,0 +1,158 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spooky-lb/spooky/config"
+	"github.com/spooky-lb/spooky/health"
+)
+
+// drainQuiet is how long a drained l4 backend must see no packet before a
+// drain counts as done. XDP keeps no per-connection state for packets
+// routed by connection ID, so silence is the only sign an established
+// connection has ended; an idle connection that outlives it (QUIC allows
+// long idle timeouts) still works: its server ID stays routable while the
+// backend drains.
+const drainQuiet = 5 * time.Second
+
+// errUnknownTarget is returned for a drain of a target the running config
+// does not have.
+var errUnknownTarget = errors.New("no such backend or upstream")
+
+// resolveTarget finds the backend ("service/backend") or upstream (its
+// address, as in the config) that name refers to in cfg.
+func resolveTarget(cfg *config.Config, name string) (health.Target, error) {
+	var known []string
+	for _, p := range cfg.Pools {
+		for _, u := range p.Upstreams {
+			if u.Address == name {
+				return health.Upstream(name), nil
+			}
+		}
+	}
+	if t, ok := health.ParseBackend(name); ok {
+		for _, s := range cfg.Services {
+			if s.Name != t.Group {
+				continue
+			}
+			for _, b := range s.Backends {
+				if b.Name == t.Name {
+					return t, nil
+				}
+				known = append(known, s.Name+"/"+b.Name)
+			}
+		}
+	}
+	if len(known) > 0 {
+		sort.Strings(known)
+		return health.Target{}, fmt.Errorf("%q: %w (that service has %s)", name, errUnknownTarget, strings.Join(known, ", "))
+	}
+	return health.Target{}, fmt.Errorf("%q: %w (give service/backend or an upstream address from the config)", name, errUnknownTarget)
+}
+
+// setDrain drains target (drain) or withdraws the operator's drain. A
+// drain holds across reloads that keep the target; a passing probe never
+// undoes it (health.Registry).
+func (d *daemon) setDrain(name string, drain bool) (health.Target, error) {
+	d.mu.Lock()
+	t, err := resolveTarget(d.cfg, name)
+	d.mu.Unlock()
+	if err != nil {
+		return t, err
+	}
+	if drain {
+		d.health.Report(t, health.Operator, health.Draining, "drained by the operator")
+		d.drainStart(t)
+	} else {
+		d.health.Clear(t, health.Operator)
+		d.mu.Lock()
+		delete(d.drainSeen, t)
+		d.mu.Unlock()
+	}
+	return t, nil
+}
+
+// drainStatus is how far a drain has come.
+type drainStatus struct {
+	Target health.Target
+	State  health.State
+	// Remaining counts what still uses the target: flows seen in the
+	// last drainQuiet (l4) or requests in flight (l7).
+	Remaining int
+	Done      bool
+	Detail    string
+}
+
+// drainStart remembers a backend's packet counter when its drain begins.
+func (d *daemon) drainStart(t health.Target) {
+	if t.Kind != health.KindBackend || d.xdp == nil {
+		return
+	}
+	a, ok, err := d.xdp.x.BackendActivity(t.Group, t.Name, drainQuiet)
+	if err != nil || !ok {
+		return
+	}
+	d.mu.Lock()
+	d.drainSeen[t] = packetMark{packets: a.Packets, at: time.Now()}
+	d.mu.Unlock()
+}
+
+// packetMark is a backend's packet counter and when it last changed.
+type packetMark struct {
+	packets uint64
+	at      time.Time
+}
+
+// drainProgress reports whether target's work is gone.
+func (d *daemon) drainProgress(name string) (drainStatus, error) {
+	d.mu.Lock()
+	t, err := resolveTarget(d.cfg, name)
+	d.mu.Unlock()
+	if err != nil {
+		return drainStatus{}, err
+	}
+	st := drainStatus{Target: t, State: d.health.Get(t).State}
+	switch t.Kind {
+	case health.KindUpstream:
+		d.mu.Lock() // apply replaces the server
+		n := d.l7.inFlight(t.Name)
+		d.mu.Unlock()
+		st.Remaining, st.Done = n, n == 0
+		st.Detail = fmt.Sprintf("%d requests in flight", n)
+	case health.KindBackend:
+		if d.xdp == nil {
+			st.Done = true
+			st.Detail = "no XDP path on this daemon"
+			break
+		}
+		a, ok, err := d.xdp.x.BackendActivity(t.Group, t.Name, drainQuiet)
+		if err != nil {
+			return st, err
+		}
+		if !ok {
+			st.Done, st.Detail = true, "not in the tables"
+			break
+		}
+		now := time.Now()
+		d.mu.Lock()
+		m, seen := d.drainSeen[t]
+		if !seen || m.packets != a.Packets {
+			m = packetMark{packets: a.Packets, at: now}
+			d.drainSeen[t] = m
+		}
+		d.mu.Unlock()
+		quiet := now.Sub(m.at)
+		st.Remaining = a.Flows
+		st.Done = a.Flows == 0 && quiet >= drainQuiet
+		st.Detail = fmt.Sprintf("%d active flows; last packet change %s ago (done after %s of silence)",
+			a.Flows, quiet.Truncate(100*time.Millisecond), drainQuiet)
+	}
+	if st.State != health.Draining {
+		st.Detail = "not draining (" + st.State.String() + "); " + st.Detail
+	}
+	return st, nil
+}

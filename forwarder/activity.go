@@ -1,0 +1,57 @@
+package forwarder
+
+import (
+	"fmt"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/spooky-lb/spooky/bpf"
+)
+
+// Activity is what the XDP path knows of a backend's traffic: enough to
+// tell when a drained backend has no more work. XDP keeps no connection
+// state for CID-routed packets, so the packet counter is the only sign
+// that an established connection is still talking to it.
+type Activity struct {
+	// Flows are flow-table entries (any CPU) that point at the backend
+	// and saw a packet within the window asked for.
+	Flows int
+	// Packets is the backend's forwarded-packet counter, summed over CPUs.
+	Packets uint64
+}
+
+// BackendActivity returns the activity of backend of service, counting
+// flows seen within the last window, and false if the last Apply did not
+// configure that backend.
+func (x *XDP) BackendActivity(service, backend string, window time.Duration) (Activity, bool, error) {
+	x.mu.Lock()
+	index, ok := x.planner.backends.byKey[backendKey(service, backend)]
+	x.mu.Unlock()
+	if !ok {
+		return Activity{}, false, nil
+	}
+	// XDP stamps flows with CLOCK_MONOTONIC_COARSE (see ExpireFlows).
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC_COARSE, &ts); err != nil {
+		return Activity{}, true, fmt.Errorf("read monotonic clock: %w", err)
+	}
+	since := uint64(max(ts.Nano()-window.Nanoseconds(), 1))
+	var a Activity
+	err := bpf.ForEachCachedFlow(x.objs.FlowCache, func(_ int, _ uint32, e bpf.FlowCacheEntry) {
+		if e.State.Backend == index && e.State.LastSeenNs >= since {
+			a.Flows++
+		}
+	})
+	if err != nil {
+		return Activity{}, true, fmt.Errorf("read flow_cache: %w", err)
+	}
+	var per []bpf.BackendCounters
+	if err := x.objs.BackendStats.Lookup(index, &per); err != nil {
+		return Activity{}, true, fmt.Errorf("read backend_stats[%d]: %w", index, err)
+	}
+	for _, c := range per {
+		a.Packets += c.Packets
+	}
+	return a, true, nil
+}
