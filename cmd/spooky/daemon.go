@@ -54,9 +54,12 @@ type daemon struct {
 	xdp    *xdpTier // nil without an interface
 	l7     *l7Tier
 	tiers  []tier
-	// refresh delivers requests to re-apply the current config (next-hop
-	// and health changes); bursts are settled into one.
+	// refresh delivers requests to re-apply the current config after
+	// next-hop changes, which come in bursts and are settled into one.
 	refresh chan struct{}
+	// replan delivers backend health changes, applied at once: the bound
+	// on taking a dead backend out is fall × interval, not more.
+	replan chan struct{}
 
 	// mu serialises applying configs (SIGHUP, admin reload, refresh) and
 	// guards cfg and lastReload.
@@ -82,6 +85,7 @@ func newDaemon(ctx context.Context, opts daemonOptions, cfg *config.Config, log 
 		log:       log,
 		health:    health.NewRegistry(log),
 		refresh:   make(chan struct{}, 1),
+		replan:    make(chan struct{}, 1),
 		cfg:       cfg,
 		drainSeen: map[health.Target]packetMark{},
 	}
@@ -106,7 +110,10 @@ func newDaemon(ctx context.Context, opts daemonOptions, cfg *config.Config, log 
 	// the request tier on every request and need nothing.
 	d.health.Subscribe(func(c health.Change) {
 		if c.Target.Kind == health.KindBackend {
-			d.requestRefresh()
+			select {
+			case d.replan <- struct{}{}:
+			default:
+			}
 		}
 	})
 	return d, nil
@@ -154,15 +161,23 @@ func (d *daemon) run(ctx context.Context) error {
 			for len(d.refresh) > 0 {
 				<-d.refresh
 			}
-			d.mu.Lock()
-			// Next hops and backend health concern the XDP tables only.
-			if d.xdp != nil {
-				if err := d.xdp.apply(ctx, d.cfg); err != nil {
-					d.log.Error("refresh", "err", err)
-				}
-			}
-			d.mu.Unlock()
+			d.replanXDP(ctx)
+		case <-d.replan:
+			d.replanXDP(ctx)
 		}
+	}
+}
+
+// replanXDP re-applies the running config to the XDP tables: next hops and
+// backend health concern them only.
+func (d *daemon) replanXDP(ctx context.Context) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.xdp == nil {
+		return
+	}
+	if err := d.xdp.apply(ctx, d.cfg); err != nil {
+		d.log.Error("refresh", "err", err)
 	}
 }
 
