@@ -47,11 +47,18 @@ func (d *Detached) String() string {
 	default:
 		fmt.Fprintf(&b, "no xdp link was pinned for %s\n", d.Interface)
 	}
-	fmt.Fprintf(&b, "removed %d pins from %s: %s\n", len(d.Removed), d.Dir, strings.Join(d.Removed, " "))
+	fmt.Fprintf(&b, "removed %s from %s: %s\n", count(len(d.Removed), "pin", "pins"), d.Dir, strings.Join(d.Removed, " "))
 	if len(d.Kept) > 0 {
-		fmt.Fprintf(&b, "left %d entries spooky did not pin in %s: %s\n", len(d.Kept), d.Dir, strings.Join(d.Kept, " "))
+		fmt.Fprintf(&b, "left %s spooky did not pin in %s: %s\n", count(len(d.Kept), "entry", "entries"), d.Dir, strings.Join(d.Kept, " "))
 	}
 	return b.String()
+}
+
+func count(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 // Detach takes the load balancer off iface and deletes its pins under root
@@ -108,7 +115,7 @@ func detach(root, kind, iface string, maps []string) (*Detached, error) {
 		if info, err := l.Info(); err == nil {
 			d.Program = info.Program
 		}
-		d.WasAttached = before != nil && before.Attached && before.ProgId == uint32(d.Program)
+		d.WasAttached = d.Program != 0 && before != nil && before.Attached && before.ProgId == uint32(d.Program)
 		// Detaching the link takes the program off even while a running
 		// daemon holds the link open; unpinning and closing alone would
 		// leave it attached until that daemon exits.

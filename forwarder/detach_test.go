@@ -228,7 +228,7 @@ func TestDetachReportsWhatItRemoved(t *testing.T) {
 		if err := h.Do(func() (err error) { d, err = Detach(root, h.Iface); return err }); err != nil {
 			t.Fatal(err)
 		}
-		if !slices.Equal(d.Kept, []string{"foreign"}) || !strings.Contains(d.String(), "left 1 entries spooky did not pin in "+dir+": foreign\n") {
+		if !slices.Equal(d.Kept, []string{"foreign"}) || !strings.Contains(d.String(), "left 1 entry spooky did not pin in "+dir+": foreign\n") {
 			t.Errorf("report %+v says %q, want foreign kept", d, d)
 		}
 		if got := mustDirNames(t, dir); !slices.Equal(got, []string{"foreign"}) {

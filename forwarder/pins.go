@@ -128,12 +128,15 @@ func checkPinDir(what, path string, fi fs.FileInfo) error {
 	if !ok {
 		return fmt.Errorf("%s %s: no owner in its file info", what, path)
 	}
-	if uid := os.Geteuid(); int(st.Uid) != uid {
-		to := "root"
-		if uid != 0 {
-			to = fmt.Sprintf("uid %d", uid)
-		}
-		return pinDirError(fmt.Sprintf("%s %s is owned by uid %d; remove it or chown it to %s", what, path, st.Uid, to))
+	switch uid := os.Geteuid(); {
+	case int(st.Uid) == uid:
+	case st.Uid == 0:
+		// Root's pins: the fix is privilege, not a chown.
+		return pinDirError(fmt.Sprintf("%s %s is owned by root, not uid %d that spooky runs as; run it as root", what, path, uid))
+	case uid == 0:
+		return pinDirError(fmt.Sprintf("%s %s is owned by uid %d; remove it or chown it to root", what, path, st.Uid))
+	default:
+		return pinDirError(fmt.Sprintf("%s %s is owned by uid %d; remove it or chown it to uid %d", what, path, st.Uid, uid))
 	}
 	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
 		return pinDirError(fmt.Sprintf("%s %s is writable by group or others (mode %04o); remove it or chmod it 0700", what, path, perm))

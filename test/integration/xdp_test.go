@@ -614,4 +614,20 @@ func TestXDPAttachWithoutPrivilegeSaysWhatIsMissing(t *testing.T) {
 	if _, err := os.Lstat(pins); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("pin root %s after the failed attach: %v, want it taken back", pins, err)
 	}
+
+	// Root's pin root is refused as root's, with the fix being privilege.
+	rootPins, err := os.MkdirTemp("/sys/fs/bpf", "spooky-root-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(rootPins) })
+	cmd = exec.Command("nsenter", "--net="+lab.LB.Path(), "--setuid", "65534", "--setgid", "65534", "--",
+		spooky, "detach", "--pin-root", rootPins, "eth0")
+	out, err = cmd.CombinedOutput()
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("spooky detach as nobody: %v, want exit 1; output:\n%s", err, out)
+	}
+	if want := "pin root " + rootPins + " is owned by root, not uid 65534 that spooky runs as; run it as root"; !strings.Contains(string(out), want) {
+		t.Errorf("output does not say %q:\n%s", want, out)
+	}
 }
