@@ -9,6 +9,7 @@ package bpf
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/cilium/ebpf"
 )
@@ -98,6 +99,36 @@ func LoadBaseline() (*BaselineObjects, error) {
 		return nil, err
 	}
 	return &objs, nil
+}
+
+// LBMapNames names the maps LoadLB pins: one file each in
+// LoadOptions.PinPath, named after the map.
+func LBMapNames() ([]string, error) {
+	spec, err := loadLb()
+	if err != nil {
+		return nil, fmt.Errorf("parse lb object: %w", err)
+	}
+	return mapNames(spec), nil
+}
+
+// DecapMapNames names the maps LoadDecap pins, as LBMapNames does for
+// LoadLB.
+func DecapMapNames() ([]string, error) {
+	spec, err := loadDecap()
+	if err != nil {
+		return nil, fmt.Errorf("parse decap object: %w", err)
+	}
+	return mapNames(spec), nil
+}
+
+// mapNames lists spec's maps, sorted; loadInto pins every one of them.
+func mapNames(spec *ebpf.CollectionSpec) []string {
+	names := make([]string, 0, len(spec.Maps))
+	for n := range spec.Maps {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
 }
 
 func loadInto(spec *ebpf.CollectionSpec, objs any, name string, opts *LoadOptions) error {

@@ -14,9 +14,13 @@ import (
 	"github.com/spooky-lb/spooky/bpf"
 )
 
-// DecapPinDir is where the decapsulator of iface is pinned under root.
+// decapDir holds the decapsulator's pin directories, one per interface.
+const decapDir = "decap"
+
+// DecapPinDir is where the decapsulator of iface is pinned under root. It
+// does not check iface; AttachDecap and DetachDecap do.
 func DecapPinDir(root, iface string) string {
-	return filepath.Join(rootOrDefault(root), "decap", iface)
+	return filepath.Join(rootOrDefault(root), decapDir, iface)
 }
 
 // AttachDecap attaches the decapsulator (bpf/decap.c) to iface on a
@@ -30,17 +34,29 @@ func AttachDecap(root, iface string, mode XDPMode, log *slog.Logger) ([]netip.Ad
 	if log == nil {
 		log = slog.Default()
 	}
+	if err := CheckInterfaceName(iface); err != nil {
+		return nil, err
+	}
 	l, err := netlink.LinkByName(iface)
 	if err != nil {
 		return nil, fmt.Errorf("interface %q: %w", iface, ErrNoInterface)
 	}
-	if err := checkBPFFS(rootOrDefault(root)); err != nil {
+	dir, created, err := pinDir(root, true, decapDir, iface)
+	if err != nil {
+		removeCreated(created)
 		return nil, err
 	}
-	dir := DecapPinDir(root, iface)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, privilege(fmt.Errorf("create pin directory: %w", err))
+	local, err := attachDecapIn(dir, l, mode, log)
+	if err != nil {
+		removeCreated(created)
+		return nil, err
 	}
+	return local, nil
+}
+
+// attachDecapIn is AttachDecap with its pins in dir.
+func attachDecapIn(dir string, l netlink.Link, mode XDPMode, log *slog.Logger) ([]netip.Addr, error) {
+	iface := l.Attrs().Name
 	objs, err := bpf.LoadDecap(&bpf.LoadOptions{PinPath: dir})
 	if err != nil {
 		return nil, privilege(fmt.Errorf("load decap program: %w", err))
@@ -90,9 +106,4 @@ func AttachDecap(root, iface string, mode XDPMode, log *slog.Logger) ([]netip.Ad
 	}
 	log.Info("attached decap", "interface", iface, "addresses", len(local))
 	return local, nil
-}
-
-// DetachDecap removes the decapsulator from iface and its pins.
-func DetachDecap(root, iface string) error {
-	return detachDir(DecapPinDir(root, iface), iface)
 }

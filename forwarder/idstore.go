@@ -33,10 +33,13 @@ const idNameLen = 128
 
 type idStoreValue [idNameLen]byte
 
+// idStorePin is the store's pin: its map's name.
+const idStorePin = "spooky_ids"
+
 // openIDStore opens the store pinned in dir, creating it if absent.
 func openIDStore(dir string) (*idStore, error) {
 	m, err := ebpf.NewMapWithOptions(&ebpf.MapSpec{
-		Name:       "spooky_ids",
+		Name:       idStorePin,
 		Type:       ebpf.Hash,
 		KeySize:    8,
 		ValueSize:  idNameLen,

@@ -12,9 +12,14 @@ import (
 	"github.com/spooky-lb/spooky/bpf"
 )
 
-// PassPinDir is where the pass-through program of iface is pinned.
+// passDir holds the pass-through program's pin directories, one per
+// interface.
+const passDir = "pass"
+
+// PassPinDir is where the pass-through program of iface is pinned. It does
+// not check iface; AttachPass and DetachPass do.
 func PassPinDir(root, iface string) string {
-	return filepath.Join(rootOrDefault(root), "pass", iface)
+	return filepath.Join(rootOrDefault(root), passDir, iface)
 }
 
 // AttachPass attaches a program that passes every packet (XDP_PASS) to
@@ -24,22 +29,33 @@ func PassPinDir(root, iface string) string {
 // peer of a veth that spooky attaches to needs one. Attaching again is a
 // no-op.
 func AttachPass(root, iface string) error {
+	if err := CheckInterfaceName(iface); err != nil {
+		return err
+	}
 	l, err := netlink.LinkByName(iface)
 	if err != nil {
 		return fmt.Errorf("interface %q: %w", iface, ErrNoInterface)
 	}
-	if err := checkBPFFS(rootOrDefault(root)); err != nil {
+	dir, created, err := pinDir(root, true, passDir, iface)
+	if err != nil {
+		removeCreated(created)
 		return err
 	}
-	dir := PassPinDir(root, iface)
+	if err := attachPassIn(dir, l); err != nil {
+		removeCreated(created)
+		return err
+	}
+	return nil
+}
+
+// attachPassIn is AttachPass with its pin in dir.
+func attachPassIn(dir string, l netlink.Link) error {
+	iface := l.Attrs().Name
 	pin := filepath.Join(dir, linkPin)
 	if pl, err := link.LoadPinnedLink(pin, nil); err == nil {
 		return pl.Close()
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("open pinned link %s: %w", pin, err)
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return privilege(fmt.Errorf("create pin directory: %w", err))
 	}
 	objs, err := bpf.LoadBaseline()
 	if err != nil {
@@ -55,9 +71,4 @@ func AttachPass(root, iface string) error {
 		return fmt.Errorf("pin pass link of %s: %w", iface, err)
 	}
 	return nil
-}
-
-// DetachPass removes the pass-through program from iface.
-func DetachPass(root, iface string) error {
-	return detachDir(PassPinDir(root, iface), iface)
 }

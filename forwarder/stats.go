@@ -138,7 +138,7 @@ func ReadStats(root, iface string) (*Stats, error) {
 // indexes (see idStore); empty maps if it stored none.
 func readNames(root, iface string) (vips, backends map[uint32]string) {
 	vips, backends = map[uint32]string{}, map[uint32]string{}
-	m, err := OpenPinnedMap(root, iface, "spooky_ids")
+	m, err := OpenPinnedMap(root, iface, idStorePin)
 	if err != nil {
 		return vips, backends
 	}

@@ -26,11 +26,22 @@ import (
 // them, so forwarding never stops and flows are kept.
 const DefaultPinRoot = "/sys/fs/bpf/spooky"
 
-// Errors a caller of Attach may branch on.
+// Errors a caller of Attach, Detach and their kin may branch on.
 var (
 	ErrNoInterface = errors.New("no such interface")
 	ErrNoBPFFS     = errors.New("not on a bpf filesystem")
 	ErrPrivilege   = errors.New("not permitted (needs root, or CAP_BPF and CAP_NET_ADMIN)")
+	// ErrInterfaceName: the argument is not an interface name (see
+	// CheckInterfaceName); nothing was touched.
+	ErrInterfaceName = errors.New("invalid interface name")
+	// ErrUnsafePinDir: the pin root or a directory in it is a symlink,
+	// someone else's, or writable by others; nothing was touched.
+	ErrUnsafePinDir = errors.New("pin directory not safe to use")
+	// ErrNothingAttached: there are no pins to detach or read.
+	ErrNothingAttached = errors.New("nothing attached")
+	// ErrStillAttached: after a detach, netlink still reports an XDP
+	// program on the interface.
+	ErrStillAttached = errors.New("stays attached after detach")
 )
 
 // XDPMode selects how the program attaches.
@@ -84,7 +95,8 @@ type XDP struct {
 	seeded                     bool
 }
 
-// PinDir returns the pin directory of iface under root.
+// PinDir returns the pin directory of iface under root. It does not check
+// iface; Attach, Detach and ReadStats do (CheckInterfaceName).
 func PinDir(root, iface string) string {
 	if root == "" {
 		root = DefaultPinRoot
@@ -105,27 +117,35 @@ func Attach(opts AttachOptions) (*XDP, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	if err := CheckInterfaceName(opts.Interface); err != nil {
+		return nil, err
+	}
 	l, err := netlink.LinkByName(opts.Interface)
 	if err != nil {
 		return nil, fmt.Errorf("interface %q: %w", opts.Interface, ErrNoInterface)
 	}
-	root := opts.PinRoot
-	if root == "" {
-		root = DefaultPinRoot
-	}
-	if err := checkBPFFS(root); err != nil {
+	dir, created, err := pinDir(opts.PinRoot, true, opts.Interface)
+	if err != nil {
+		removeCreated(created)
 		return nil, err
 	}
-	dir := PinDir(root, opts.Interface)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, privilege(fmt.Errorf("create pin directory: %w", err))
+	x, err := attachIn(dir, l, opts.Mode, log)
+	if err != nil {
+		removeCreated(created)
+		return nil, err
 	}
+	return x, nil
+}
+
+// attachIn is Attach with its pins in dir.
+func attachIn(dir string, l netlink.Link, mode XDPMode, log *slog.Logger) (*XDP, error) {
+	iface := l.Attrs().Name
 	objs, err := bpf.LoadLB(&bpf.LoadOptions{PinPath: dir})
 	if errors.Is(err, ebpf.ErrMapIncompatible) {
 		// A map pinned by a build with another layout cannot be
 		// adopted; only a fresh start (which drops flows) can go on.
 		return nil, fmt.Errorf("load xdp program: maps pinned in %s have another layout (an older spooky?); "+
-			"run 'spooky detach %s' and attach again (established flows are dropped): %w", dir, opts.Interface, err)
+			"run 'spooky detach %s' and attach again (established flows are dropped): %w", dir, iface, err)
 	}
 	if err != nil {
 		return nil, privilege(fmt.Errorf("load xdp program: %w", err))
@@ -149,7 +169,7 @@ func Attach(opts AttachOptions) (*XDP, error) {
 		x.Close()
 		return nil, err
 	}
-	if err := x.attachProgram(opts.Mode); err != nil {
+	if err := x.attachProgram(mode); err != nil {
 		x.Close()
 		return nil, err
 	}
@@ -321,45 +341,25 @@ func (x *XDP) Close() error {
 	return errors.Join(errs...)
 }
 
-// Detach removes the program from iface and deletes its pins under root,
-// including the maps (and so the flows and counters).
-func Detach(root, iface string) error {
-	if err := checkBPFFS(rootOrDefault(root)); err != nil {
-		return err
-	}
-	return detachDir(PinDir(root, iface), iface)
-}
-
-// detachDir unpins the XDP link pinned in dir, which detaches its program,
-// and removes dir with every map pinned in it.
-func detachDir(dir, iface string) error {
-	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("%s: nothing attached (no pins at %s)", iface, dir)
-	}
-	pin := filepath.Join(dir, linkPin)
-	if l, err := link.LoadPinnedLink(pin, nil); err == nil {
-		// Unpinning drops the last reference once our fd closes, which
-		// detaches the program.
-		if err := l.Unpin(); err != nil {
-			l.Close()
-			return fmt.Errorf("unpin xdp link of %s: %w", iface, err)
-		}
-		l.Close()
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return privilege(fmt.Errorf("open pinned link %s: %w", pin, err))
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		return fmt.Errorf("remove pins of %s: %w", iface, err)
-	}
-	return nil
-}
-
 // OpenPinnedMap opens one of the maps pinned for iface, read-only.
 func OpenPinnedMap(root, iface, name string) (*ebpf.Map, error) {
-	path := filepath.Join(PinDir(root, iface), name)
+	if err := CheckInterfaceName(iface); err != nil {
+		return nil, err
+	}
+	if name != filepath.Base(name) {
+		return nil, fmt.Errorf("pinned map %q: not a file name", name)
+	}
+	dir, _, err := pinDir(root, false, iface)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w to %s (no pins in %s)", ErrNothingAttached, iface, PinDir(root, iface))
+	}
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, name)
 	m, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true})
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%s: nothing attached (no map pinned at %s)", iface, path)
+		return nil, fmt.Errorf("%w to %s (no map pinned at %s)", ErrNothingAttached, iface, path)
 	}
 	if err != nil {
 		return nil, privilege(fmt.Errorf("open %s: %w", path, err))

@@ -7,6 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/spooky-lb/spooky/config"
+	"github.com/spooky-lb/spooky/forwarder"
 )
 
 // loadConfig loads and validates path, printing every problem.
@@ -28,4 +29,18 @@ func oneArg(c *cli.Context, cmd, name string) (string, error) {
 		return "", fmt.Errorf("%s: want exactly one argument, %s (got %d)", cmd, name, c.NArg())
 	}
 	return c.Args().First(), nil
+}
+
+// ifaceArg returns the command's single argument, IFACE, once it is a name
+// the kernel would give an interface: it names a pin directory, so a path
+// ("..", "a/b") must be refused before anything is touched.
+func ifaceArg(c *cli.Context, cmd string) (string, error) {
+	iface, err := oneArg(c, cmd, "IFACE")
+	if err != nil {
+		return "", err
+	}
+	if err := forwarder.CheckInterfaceName(iface); err != nil {
+		return "", fmt.Errorf("%s: %w", cmd, err)
+	}
+	return iface, nil
 }

@@ -32,7 +32,7 @@ func attachCommand(e env) *cli.Command {
 			pinRootFlag,
 		},
 		Action: func(c *cli.Context) error {
-			iface, err := oneArg(c, "attach", "IFACE")
+			iface, err := ifaceArg(c, "attach")
 			if err != nil {
 				return err
 			}

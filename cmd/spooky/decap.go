@@ -21,7 +21,7 @@ func decapCommand(e env) *cli.Command {
 				ArgsUsage: "IFACE",
 				Flags:     []cli.Flag{xdpModeFlag(), pinRootFlag},
 				Action: func(c *cli.Context) error {
-					iface, err := oneArg(c, "decap attach", "IFACE")
+					iface, err := ifaceArg(c, "decap attach")
 					if err != nil {
 						return err
 					}
@@ -40,15 +40,12 @@ func decapCommand(e env) *cli.Command {
 				ArgsUsage: "IFACE",
 				Flags:     []cli.Flag{pinRootFlag},
 				Action: func(c *cli.Context) error {
-					iface, err := oneArg(c, "decap detach", "IFACE")
+					iface, err := ifaceArg(c, "decap detach")
 					if err != nil {
 						return err
 					}
-					if err := forwarder.DetachDecap(c.String("pin-root"), iface); err != nil {
-						return fmt.Errorf("decap detach: %w", err)
-					}
-					fmt.Fprintf(e.stdout, "decap detached from %s\n", iface)
-					return nil
+					d, err := forwarder.DetachDecap(c.String("pin-root"), iface)
+					return reportDetached(e, "decap detach", d, err)
 				},
 			},
 		},

@@ -16,15 +16,24 @@ func detachCommand(e env) *cli.Command {
 		ArgsUsage: "IFACE",
 		Flags:     []cli.Flag{pinRootFlag},
 		Action: func(c *cli.Context) error {
-			iface, err := oneArg(c, "detach", "IFACE")
+			iface, err := ifaceArg(c, "detach")
 			if err != nil {
 				return err
 			}
-			if err := forwarder.Detach(c.String("pin-root"), iface); err != nil {
-				return fmt.Errorf("detach: %w", err)
-			}
-			fmt.Fprintf(e.stdout, "detached from %s\n", iface)
-			return nil
+			d, err := forwarder.Detach(c.String("pin-root"), iface)
+			return reportDetached(e, "detach", d, err)
 		},
 	}
+}
+
+// reportDetached prints what a detach did, even if it then failed (a
+// program stayed attached), and returns its error.
+func reportDetached(e env, cmd string, d *forwarder.Detached, err error) error {
+	if d != nil {
+		fmt.Fprint(e.stdout, d)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", cmd, err)
+	}
+	return nil
 }

@@ -20,7 +20,7 @@ func passCommand(e env) *cli.Command {
 				ArgsUsage: "IFACE",
 				Flags:     []cli.Flag{pinRootFlag},
 				Action: func(c *cli.Context) error {
-					iface, err := oneArg(c, "xdp-pass attach", "IFACE")
+					iface, err := ifaceArg(c, "xdp-pass attach")
 					if err != nil {
 						return err
 					}
@@ -37,15 +37,12 @@ func passCommand(e env) *cli.Command {
 				ArgsUsage: "IFACE",
 				Flags:     []cli.Flag{pinRootFlag},
 				Action: func(c *cli.Context) error {
-					iface, err := oneArg(c, "xdp-pass detach", "IFACE")
+					iface, err := ifaceArg(c, "xdp-pass detach")
 					if err != nil {
 						return err
 					}
-					if err := forwarder.DetachPass(c.String("pin-root"), iface); err != nil {
-						return fmt.Errorf("xdp-pass detach: %w", err)
-					}
-					fmt.Fprintf(e.stdout, "xdp-pass detached from %s\n", iface)
-					return nil
+					d, err := forwarder.DetachPass(c.String("pin-root"), iface)
+					return reportDetached(e, "xdp-pass detach", d, err)
 				},
 			},
 		},

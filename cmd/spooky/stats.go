@@ -22,7 +22,7 @@ func statsCommand(e env) *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 		},
 		Action: func(c *cli.Context) error {
-			iface, err := oneArg(c, "stats", "IFACE")
+			iface, err := ifaceArg(c, "stats")
 			if err != nil {
 				return err
 			}

@@ -369,7 +369,7 @@ func testXDPFastPath(t *testing.T, forwarding string) {
 				t.Errorf("decap attach again (refresh) = exit %d %q %q, want 0 naming %s and %s", code, out, errOut, h.IPv4, netns.VIPv4)
 			}
 			out, errOut, code = runSpooky(t, h, "decap", "detach", h.Iface)
-			if code != 0 || !strings.Contains(out, "decap detached from eth0") {
+			if code != 0 || !strings.Contains(out, "detached xdp program") || !strings.Contains(out, "from eth0") {
 				t.Fatalf("decap detach = exit %d %q %q", code, out, errOut)
 			}
 			mustXDPAttached(t, h, false)
@@ -394,7 +394,7 @@ func testXDPFastPath(t *testing.T, forwarding string) {
 		}
 		mustXDPAttached(t, x.LB, true)
 		out, errOut, code := runSpooky(t, x.LB, "detach", x.LB.Iface)
-		if code != 0 || !strings.Contains(out, "detached from eth0") {
+		if code != 0 || !strings.Contains(out, "detached xdp program") || !strings.Contains(out, "from eth0") {
 			t.Fatalf("spooky detach = exit %d %q %q", code, out, errOut)
 		}
 		mustXDPAttached(t, x.LB, false)
@@ -609,4 +609,25 @@ func TestXDPAttachWithoutPrivilegeSaysWhatIsMissing(t *testing.T) {
 		t.Fatalf("output does not say which privilege is missing:\n%s", out)
 	}
 	mustXDPAttached(t, lab.LB, false)
+	// A pin root left behind, owned by nobody, would make root's attach
+	// refuse it later.
+	if _, err := os.Lstat(pins); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pin root %s after the failed attach: %v, want it taken back", pins, err)
+	}
+
+	// Root's pin root is refused as root's, with the fix being privilege.
+	rootPins, err := os.MkdirTemp("/sys/fs/bpf", "spooky-root-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(rootPins) })
+	cmd = exec.Command("nsenter", "--net="+lab.LB.Path(), "--setuid", "65534", "--setgid", "65534", "--",
+		spooky, "detach", "--pin-root", rootPins, "eth0")
+	out, err = cmd.CombinedOutput()
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("spooky detach as nobody: %v, want exit 1; output:\n%s", err, out)
+	}
+	if want := "pin root " + rootPins + " is owned by root, not uid 65534 that spooky runs as; run it as root"; !strings.Contains(string(out), want) {
+		t.Errorf("output does not say %q:\n%s", want, out)
+	}
 }
