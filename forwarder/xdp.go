@@ -129,7 +129,7 @@ func Attach(opts AttachOptions) (*XDP, error) {
 		removeCreated(created)
 		return nil, err
 	}
-	x, err := attachIn(dir, l, opts.Mode, log)
+	x, err := attachIn(dir, l, opts.Mode, opts.Health, log)
 	if err != nil {
 		removeCreated(created)
 		return nil, err
@@ -138,7 +138,7 @@ func Attach(opts AttachOptions) (*XDP, error) {
 }
 
 // attachIn is Attach with its pins in dir.
-func attachIn(dir string, l netlink.Link, mode XDPMode, log *slog.Logger) (*XDP, error) {
+func attachIn(dir string, l netlink.Link, mode XDPMode, reg *health.Registry, log *slog.Logger) (*XDP, error) {
 	iface := l.Attrs().Name
 	objs, err := bpf.LoadLB(&bpf.LoadOptions{PinPath: dir})
 	if errors.Is(err, ebpf.ErrMapIncompatible) {
@@ -164,7 +164,7 @@ func attachIn(dir string, l netlink.Link, mode XDPMode, log *slog.Logger) (*XDP,
 		log:     log,
 		ids:     store,
 	}
-	x.planner.SetHealth(opts.Health)
+	x.planner.SetHealth(reg)
 	if x.storedVIPs, x.storedBackends, err = store.load(); err != nil {
 		x.Close()
 		return nil, err

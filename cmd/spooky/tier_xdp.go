@@ -30,8 +30,8 @@ func (t *xdpTier) apply(ctx context.Context, cfg *config.Config) error {
 		sweepCtx, t.sweep = context.WithCancel(ctx)
 		t.swept = make(chan struct{})
 		go t.sweepFlows(sweepCtx)
+		t.log.Info("forwarding")
 	}
-	t.log.Info("forwarding")
 	return nil
 }
 

@@ -63,10 +63,25 @@ type xdpLab struct {
 	procs  []*backend
 	spooky *spookyProc
 	tb     testing.TB // the test that owns the lab and its processes
+	opts   xdpLabOptions
+}
+
+// xdpLabOptions add to the config the lab writes.
+type xdpLabOptions struct {
+	// top is YAML for top-level sections (admin, metrics), at column 0.
+	top string
+	// service is YAML added to every service, indented by four spaces.
+	service string
 }
 
 // mustXDPLab builds the lab for forwarding mode "l2dsr" or "ipip".
 func mustXDPLab(t *testing.T, forwarding string) *xdpLab {
+	t.Helper()
+	return mustXDPLabWith(t, forwarding, xdpLabOptions{})
+}
+
+// mustXDPLabWith builds the lab with opts in its config.
+func mustXDPLabWith(t *testing.T, forwarding string, opts xdpLabOptions) *xdpLab {
 	t.Helper()
 	lab := netns.New(t, netns.Config{
 		Backends: len(xdpWeights),
@@ -85,6 +100,7 @@ func mustXDPLab(t *testing.T, forwarding string) *xdpLab {
 		cfgPath:    filepath.Join(t.TempDir(), "spooky.yaml"),
 		vip4:       netip.AddrPortFrom(netns.VIPv4, vipPort),
 		vip6:       netip.AddrPortFrom(netns.VIPv6, vipPort),
+		opts:       opts,
 	}
 	for _, vip := range []netip.Addr{netns.VIPv4, netns.VIPv6} {
 		pfx := netip.PrefixFrom(vip, vip.BitLen())
@@ -125,7 +141,9 @@ func mustXDPLab(t *testing.T, forwarding string) *xdpLab {
 func (x *xdpLab) writeConfig(tb testing.TB, backends []int) {
 	tb.Helper()
 	var b strings.Builder
-	b.WriteString("log:\n  level: debug\nservices:\n")
+	b.WriteString("log:\n  level: debug\n")
+	b.WriteString(x.opts.top)
+	b.WriteString("services:\n")
 	for _, vip := range []netip.AddrPort{x.vip4, x.vip6} {
 		name := "web4"
 		if vip.Addr().Is6() {
@@ -133,6 +151,7 @@ func (x *xdpLab) writeConfig(tb testing.TB, backends []int) {
 		}
 		fmt.Fprintf(&b, "  - name: %s\n    address: %q\n    port: %d\n    forwarding: %s\n    hash: 4-tuple\n    strict: true\n",
 			name, vip.Addr(), vip.Port(), x.forwarding)
+		b.WriteString(x.opts.service)
 		fmt.Fprintf(&b, "    cid:\n      - {config_id: %d, server_id_len: %d, nonce_len: %d}\n    backends:\n",
 			xdpCID.ID, xdpCID.ServerIDLen, xdpCID.NonceLen)
 		for _, i := range backends {
