@@ -67,6 +67,11 @@ type Config struct {
 	Services []ServiceConfig `yaml:"services"`
 	// Pools are the upstream pools that l7 routes name.
 	Pools []PoolConfig `yaml:"pools"`
+
+	// SHA256 is the hex SHA-256 of the file Parse read, so operators can
+	// tell which file is running (admin API, spooky_config_info). Not
+	// part of the file.
+	SHA256 string `yaml:"-"`
 }
 
 // LogConfig sets up log/slog.

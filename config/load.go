@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -53,6 +55,8 @@ func Parse(data []byte, filename string) (*Config, error) {
 	if err := v.errs.err(); err != nil {
 		return nil, err
 	}
+	sum := sha256.Sum256(data)
+	c.SHA256 = hex.EncodeToString(sum[:])
 	return &c, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/spooky-lb/spooky/config"
 	"github.com/spooky-lb/spooky/forwarder"
 	"github.com/spooky-lb/spooky/health"
+	"github.com/spooky-lb/spooky/metrics"
 )
 
 // shutdownGrace bounds how long in-flight L7 requests may take to finish
@@ -48,12 +49,14 @@ type daemonOptions struct {
 // configuration, until its context ends. It is the single code path of
 // attach and serve: every part is wired here, once.
 type daemon struct {
-	opts   daemonOptions
-	log    *slog.Logger
-	health *health.Registry
-	xdp    *xdpTier // nil without an interface
-	l7     *l7Tier
-	tiers  []tier
+	opts    daemonOptions
+	log     *slog.Logger
+	health  *health.Registry
+	xdp     *xdpTier // nil without an interface
+	l7      *l7Tier
+	ops     *opsTier
+	metrics *metrics.Metrics
+	tiers   []tier
 	// refresh delivers requests to re-apply the current config after
 	// next-hop changes, which come in bursts and are settled into one.
 	refresh chan struct{}
@@ -106,6 +109,13 @@ func newDaemon(ctx context.Context, opts daemonOptions, cfg *config.Config, log 
 	}
 	d.l7 = &l7Tier{log: log, health: d.health}
 	d.tiers = append(d.tiers, d.l7)
+	mo := metrics.Options{Health: d.health, Logger: log}
+	if d.xdp != nil {
+		mo.XDPStats = func() (*forwarder.Stats, error) { return forwarder.ReadStats(opts.pinRoot, opts.iface) }
+	}
+	d.metrics = metrics.New(mo)
+	d.ops = &opsTier{m: d.metrics, log: log}
+	d.tiers = append(d.tiers, d.ops)
 	// A backend's change re-plans the XDP tables; upstreams are read by
 	// the request tier on every request and need nothing.
 	d.health.Subscribe(func(c health.Change) {
@@ -140,6 +150,8 @@ func (d *daemon) run(ctx context.Context) error {
 		}
 	}
 	d.loadedAt = time.Now()
+	d.observeReload(true)
+	d.ops.ready.Store(true)
 	d.mu.Unlock()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -190,7 +202,14 @@ func (d *daemon) reload(ctx context.Context) error {
 	defer d.mu.Unlock()
 	err := d.reloadLocked(ctx)
 	d.lastReload = reloadResult{at: time.Now(), err: err}
+	d.observeReload(err == nil)
 	return err
+}
+
+// observeReload counts a load of the config file in the metrics, with the
+// hash of the file now running. Called with d.mu held.
+func (d *daemon) observeReload(ok bool) {
+	d.metrics.ObserveReload(ok, d.cfg.SHA256)
 }
 
 func (d *daemon) reloadLocked(ctx context.Context) error {
