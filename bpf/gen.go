@@ -11,3 +11,4 @@ package bpf
 //go:generate sh -c "exec go run github.com/cilium/ebpf/cmd/bpf2go -cc $DOLLAR{BPF_CLANG:-clang-19} -target bpfel baseline baseline.c -- -Wall -Werror -O2 -g -I/usr/include/x86_64-linux-gnu"
 //go:generate sh -c "exec go run github.com/cilium/ebpf/cmd/bpf2go -cc $DOLLAR{BPF_CLANG:-clang-19} -target bpfel stamp stamp.c -- -Wall -Werror -O2 -g -I/usr/include/x86_64-linux-gnu"
 //go:generate sh -c "exec go run github.com/cilium/ebpf/cmd/bpf2go -cc $DOLLAR{BPF_CLANG:-clang-19} -target bpfel -type gen_config -type gen_flags trafficgen trafficgen.c -- -Wall -Werror -O2 -g -I/usr/include/x86_64-linux-gnu"
+//go:generate sh -c "exec go run github.com/cilium/ebpf/cmd/bpf2go -cc $DOLLAR{BPF_CLANG:-clang-19} -target bpfel -type probe_reason probe probe.c -- -Wall -Werror -O2 -g -I/usr/include/x86_64-linux-gnu"
