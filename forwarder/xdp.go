@@ -93,6 +93,9 @@ type XDP struct {
 	ids                        *idStore
 	storedVIPs, storedBackends map[idStoreValue]uint32
 	seeded                     bool
+
+	// probe steers health probes through the VIP (probe.go).
+	probe probeState
 }
 
 // PinDir returns the pin directory of iface under root. It does not check
@@ -177,6 +180,7 @@ func attachIn(dir string, l netlink.Link, mode XDPMode, reg *health.Registry, lo
 		x.Close()
 		return nil, err
 	}
+	x.probe.start(x.objs, x.link, log)
 	return x, nil
 }
 
@@ -283,6 +287,7 @@ func (x *XDP) Apply(ctx context.Context, cfg *config.Config) error {
 	if err := x.ids.save(x.planner.vips, x.planner.backends); err != nil {
 		return err
 	}
+	x.probe.apply(cfg, x.planner.backends)
 	x.timeouts = map[uint32]time.Duration{}
 	for _, v := range d.VIPs {
 		x.timeouts[v.Info.Id] = v.FlowTimeout
@@ -327,10 +332,11 @@ func (x *XDP) ExpireFlows() (int, error) {
 // Resolver returns the next-hop resolver of the interface.
 func (x *XDP) Resolver() *Resolver { return &Resolver{Link: x.link} }
 
-// Close releases the daemon's handles. The program stays attached and the
-// maps stay pinned: packets keep flowing until Detach.
+// Close releases the daemon's handles and takes down the probe steering.
+// The program stays attached and the maps stay pinned: packets keep
+// flowing until Detach.
 func (x *XDP) Close() error {
-	var errs []error
+	errs := []error{x.probe.close()}
 	if x.xdpLink != nil {
 		errs = append(errs, x.xdpLink.Close())
 	}

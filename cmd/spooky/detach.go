@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/urfave/cli/v2"
@@ -12,7 +13,7 @@ import (
 func detachCommand(e env) *cli.Command {
 	return &cli.Command{
 		Name:      "detach",
-		Usage:     "remove the XDP load balancer from IFACE with its pinned maps (flows and counters are lost)",
+		Usage:     "remove the XDP load balancer from IFACE with its pinned maps (flows and counters are lost) and its probe rules and routes",
 		ArgsUsage: "IFACE",
 		Flags:     []cli.Flag{pinRootFlag},
 		Action: func(c *cli.Context) error {
@@ -20,8 +21,11 @@ func detachCommand(e env) *cli.Command {
 			if err != nil {
 				return err
 			}
+			// Probe rules and routes are kernel state that outlives a
+			// daemon killed before its Close; they go in any case.
+			probeErr := forwarder.RemoveProbeSteering(iface)
 			d, err := forwarder.Detach(c.String("pin-root"), iface)
-			return reportDetached(e, "detach", d, err)
+			return reportDetached(e, "detach", d, errors.Join(err, probeErr))
 		},
 	}
 }
