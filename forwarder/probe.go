@@ -172,7 +172,10 @@ func (p *probeState) apply(cfg *config.Config, backends *ids) {
 		p.off(fmt.Errorf("%w on %s: %w", ErrProbesOff, iface.Attrs().Name, privilege(err)))
 		return
 	}
-	p.err = nil
+	if p.err != nil {
+		p.log.Info("probes through the VIP are on again", "interface", iface.Attrs().Name)
+		p.err = nil
+	}
 	p.marks.Store(&marks)
 }
 
@@ -228,8 +231,10 @@ func (p *probeState) close() error {
 	var errs []error
 	errs = append(errs, p.tc.Close(), p.objs.Close())
 	p.tc, p.objs = nil, nil
+	// Unable to tell, remove: a successor puts them back on its next
+	// Apply, while leftovers would outlive every daemon.
 	if n, err := probePrograms(p.ifindex); err != nil {
-		errs = append(errs, err)
+		p.log.Warn("removing the probe rules and routes without knowing whether another daemon uses them", "err", err)
 	} else if n > 0 {
 		p.log.Info("another probe program steers on this interface; its rules and routes stay",
 			"ifindex", p.ifindex, "programs", n)
