@@ -146,8 +146,10 @@ func HealthOf(s health.Status) Health {
 type Backend struct {
 	Name    string     `json:"name"`
 	Address netip.Addr `json:"address"`
-	Port    int        `json:"port"`
-	Weight  int        `json:"weight"`
+	// Port is where the backend receives the service's datagrams: the
+	// service's port unless forwarding: proxy sets another.
+	Port   int `json:"port"`
+	Weight int `json:"weight"`
 	Health
 	// Packets and Bytes are what the packet tier has sent to the backend.
 	Packets uint64 `json:"packets"`
