@@ -19,6 +19,8 @@ package admin
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"net/netip"
 	"strconv"
@@ -95,6 +97,15 @@ type ConfigInfo struct {
 	// LastReload is the outcome of the latest reload; nil if there has
 	// been none since the daemon started.
 	LastReload *ReloadOutcome `json:"last_reload,omitempty"`
+}
+
+// NewConfigInfo identifies the configuration loaded at loadedAt from
+// data, the bytes read from path. Hash the bytes that were parsed (read
+// the file once, then config.Parse), not a second read of the file, which
+// may have changed in between.
+func NewConfigInfo(path string, data []byte, loadedAt time.Time) ConfigInfo {
+	sum := sha256.Sum256(data)
+	return ConfigInfo{Path: path, SHA256: hex.EncodeToString(sum[:]), LoadedAt: loadedAt}
 }
 
 // ReloadOutcome is how one reload ended.

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/spooky-lb/spooky/admin"
+	"github.com/spooky-lb/spooky/admin/admintest"
 	"github.com/spooky-lb/spooky/config"
 )
 
@@ -76,5 +77,14 @@ func TestEncodedConfigRedactsKeysAndReadsLikeTheFile(t *testing.T) {
 		if strings.Contains(out, unwanted) {
 			t.Errorf("output holds empty field %q:\n%s", unwanted, out)
 		}
+	}
+}
+
+func TestConfigInfoHashesTheBytesLoaded(t *testing.T) {
+	// sha256("test"), as sha256sum prints it.
+	ci := admin.NewConfigInfo("/etc/spooky/spooky.yaml", []byte("test"), admintest.Loaded)
+	want := admin.ConfigInfo{Path: "/etc/spooky/spooky.yaml", SHA256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", LoadedAt: admintest.Loaded}
+	if ci != want {
+		t.Errorf("got %+v, want %+v", ci, want)
 	}
 }
