@@ -157,7 +157,7 @@ func (c *Client) connError(err error) error {
 	case errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Errorf("%w at %s", ErrNoDaemon, c.addr)
 	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
-		return fmt.Errorf("admin socket %s: permission denied (it is mode 0600, for the daemon's user)", c.addr)
+		return fmt.Errorf("admin socket %s: permission denied (mode 0600: only the daemon's user may connect; try sudo)", c.addr)
 	}
 	return fmt.Errorf("admin api at %s: %w", c.addr, err)
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/spooky-lb/spooky/admin"
+	"github.com/spooky-lb/spooky/health"
 )
 
 const targetUsage = "TARGET is service/backend for an l4 backend, or an l7 upstream's URL as the config writes it"
@@ -72,7 +73,7 @@ func waitDrained(c *cli.Context, e env, ac *admin.Client, p *admin.DrainProgress
 	defer tick.Stop()
 	last := int64(-1)
 	for !p.Done {
-		if p.State != "draining" {
+		if p.State != health.Draining.String() {
 			return p, fmt.Errorf("drain: %s is %s: its drain was withdrawn while waiting", p.Target, p.State)
 		}
 		if p.Remaining != last && !c.Bool("json") {
@@ -113,7 +114,7 @@ func waitError(parent context.Context, p *admin.DrainProgress, timeout time.Dura
 // describeDrain reads like "draining, 3 flows remaining" or "drained".
 func describeDrain(p *admin.DrainProgress) string {
 	switch {
-	case p.State != "draining":
+	case p.State != health.Draining.String():
 		return p.State
 	case p.Done:
 		return "drained, nothing remaining"

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"sync/atomic"
 	"testing"
 
 	"github.com/spooky-lb/spooky/admin"
@@ -87,5 +88,31 @@ func TestDrainOfAnUnknownTargetFails(t *testing.T) {
 				t.Errorf("exit %d, stdout %q, stderr %q; want 1, nothing, %q", code, out, errOut, want)
 			}
 		})
+	}
+}
+
+// withdrawnDaemon answers that the drain was withdrawn (by another
+// operator) from the second progress call on.
+type withdrawnDaemon struct {
+	*admintest.Daemon
+	calls atomic.Int32
+}
+
+func (d *withdrawnDaemon) DrainProgress(ctx context.Context, target string) (*admin.DrainProgress, error) {
+	p, err := d.Daemon.DrainProgress(ctx, target)
+	if err == nil && d.calls.Add(1) > 1 {
+		p.State, p.Done = "healthy", false
+	}
+	return p, err
+}
+
+func TestDrainWaitStopsWhenTheDrainIsWithdrawn(t *testing.T) {
+	d := &withdrawnDaemon{Daemon: admintest.New()}
+	d.Remaining = remaining(5)
+	sock := mustServeAdmin(t, d)
+	out, errOut, code := runCLI(t, "drain", "web/b1", "--wait", "--interval", "1ms", "--admin", sock)
+	wantErr := "spooky: drain: web/b1 is healthy: its drain was withdrawn while waiting\n"
+	if code != 1 || out != "web/b1: draining, 5 flows remaining\n" || errOut != wantErr {
+		t.Errorf("exit %d, stdout %q, stderr %q; want 1, the first progress, %q", code, out, errOut, wantErr)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/spooky-lb/spooky/admin"
+	"github.com/spooky-lb/spooky/config"
+	"github.com/spooky-lb/spooky/health"
 )
 
 // statusCommand prints what a running daemon serves: its configuration,
@@ -61,7 +63,7 @@ func printStatus(e env, st *admin.Status) {
 	fmt.Fprintln(w, "SERVICE\tADDRESS\tMODE\tFORWARDING\tBACKENDS")
 	for _, s := range st.Services {
 		targets := "pools " + orDash(strings.Join(s.Pools, ", "))
-		if s.Mode != "l7" {
+		if s.Mode != config.ModeL7 {
 			states := make([]string, len(s.Backends))
 			for i, b := range s.Backends {
 				states[i] = b.State
@@ -94,8 +96,8 @@ func countStates(states []string) string {
 	for _, s := range states {
 		n[s]++
 	}
-	out := fmt.Sprintf("%d/%d healthy", n["healthy"], len(states))
-	for _, s := range []string{"draining", "unhealthy"} {
+	out := fmt.Sprintf("%d/%d healthy", n[health.Healthy.String()], len(states))
+	for _, s := range []string{health.Draining.String(), health.Unhealthy.String()} {
 		if n[s] > 0 {
 			out += fmt.Sprintf(", %d %s", n[s], s)
 		}
