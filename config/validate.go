@@ -211,14 +211,22 @@ func (v *validator) admin(a AdminConfig) {
 	}
 	if a.Socket != "" && !filepath.IsAbs(a.Socket) {
 		v.errorf("admin.socket", "socket: %q is not an absolute path", a.Socket)
+	} else if len(a.Socket) > 107 {
+		// sun_path holds 108 bytes with the terminating NUL (unix(7)).
+		v.errorf("admin.socket", "socket: path is %d bytes; a unix socket path holds at most 107", len(a.Socket))
 	}
 	if a.Listen != "" {
 		host, ok := v.hostPort("admin.listen", a.Listen)
 		if !ok {
 			return
 		}
+		// IP literals only: what a name, even localhost, resolves to is
+		// up to /etc/hosts and the resolver.
 		ip, err := netip.ParseAddr(host)
-		if host != "localhost" && (err != nil || !ip.IsLoopback()) {
+		switch {
+		case err != nil && host != "":
+			v.errorf("admin.listen", "listen: %q is a name; write 127.0.0.1 or [::1] so the admin API cannot end up beyond loopback", host)
+		case err != nil || ip.Zone() != "" || ip.Is4In6() || !ip.IsLoopback():
 			v.errorf("admin.listen", "listen: %q is not a loopback address; the admin API has no authentication, so it listens only on loopback or a unix socket", host)
 		}
 	}

@@ -204,6 +204,21 @@ services:
 		want: []string{`1:30: listen: set admin socket or listen, not both`},
 	},
 	{
+		name: "admin listens only on a loopback IP literal, not a name",
+		src:  "admin: {listen: \"localhost:9901\"}\n" + minimalL4,
+		want: []string{`1:17: listen: "localhost" is a name; write 127.0.0.1 or [::1] so the admin API cannot end up beyond loopback`},
+	},
+	{
+		name: "admin refuses every address but loopback",
+		src:  "admin: {listen: \":9901\"}\n" + minimalL4,
+		want: []string{`1:17: listen: "" is not a loopback address; the admin API has no authentication, so it listens only on loopback or a unix socket`},
+	},
+	{
+		name: "admin socket paths fit a unix socket address",
+		src:  "admin: {socket: /run/" + strings.Repeat("s", 103) + "}\n" + minimalL4,
+		want: []string{`1:17: socket: path is 108 bytes; a unix socket path holds at most 107`},
+	},
+	{
 		name: "an l7 service needs tls and routes",
 		src: `services:
   - name: edge

@@ -13,5 +13,10 @@ func commands(e env) []*cli.Command {
 		serveCommand(e),
 		cidCommand(e),
 		validateCommand(e),
+		statusCommand(e),
+		backendsCommand(e),
+		drainCommand(e),
+		undrainCommand(e),
+		reloadCommand(e),
 	}
 }
