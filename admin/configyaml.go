@@ -85,6 +85,9 @@ func yamlValue(v reflect.Value) any {
 // retry count of 0, which disables retries while leaving it out means
 // the default.
 func skipField(t reflect.Type, f reflect.StructField, v reflect.Value) bool {
+	if yamlKey(f) == "-" {
+		return true // not part of the file (Config.SHA256)
+	}
 	if t == retryType && f.Name == "Count" {
 		return false
 	}

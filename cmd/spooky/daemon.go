@@ -114,7 +114,7 @@ func newDaemon(ctx context.Context, opts daemonOptions, cfg *config.Config, log 
 		mo.XDPStats = func() (*forwarder.Stats, error) { return forwarder.ReadStats(opts.pinRoot, opts.iface) }
 	}
 	d.metrics = metrics.New(mo)
-	d.ops = &opsTier{m: d.metrics, log: log}
+	d.ops = &opsTier{m: d.metrics, log: log, admin: d}
 	d.tiers = append(d.tiers, d.ops)
 	// A backend's change re-plans the XDP tables; upstreams are read by
 	// the request tier on every request and need nothing.
@@ -163,7 +163,7 @@ func (d *daemon) run(ctx context.Context) error {
 			return d.stop()
 		case <-hup:
 			// Logged inside; a rejected file leaves the running config.
-			_ = d.reload(ctx)
+			_, _ = d.reload(ctx)
 		case <-d.refresh:
 			select {
 			case <-ctx.Done():
@@ -196,14 +196,14 @@ func (d *daemon) replanXDP(ctx context.Context) {
 // reload reads the config file again and applies it. A file that does not
 // load, or a config a tier refuses, changes nothing: the running config is
 // restored and keeps serving, and the error (with every problem and its
-// file:line:col) is returned.
-func (d *daemon) reload(ctx context.Context) error {
+// file:line:col) is returned. On success it returns what changed.
+func (d *daemon) reload(ctx context.Context) (changes string, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	err := d.reloadLocked(ctx)
+	changes, err = d.reloadLocked(ctx)
 	d.lastReload = reloadResult{at: time.Now(), err: err}
 	d.observeReload(err == nil)
-	return err
+	return changes, err
 }
 
 // observeReload counts a load of the config file in the metrics, with the
@@ -212,25 +212,26 @@ func (d *daemon) observeReload(ok bool) {
 	d.metrics.ObserveReload(ok, d.cfg.SHA256)
 }
 
-func (d *daemon) reloadLocked(ctx context.Context) error {
+func (d *daemon) reloadLocked(ctx context.Context) (string, error) {
 	next, err := config.Load(d.opts.path)
 	if err != nil {
 		d.log.Error("reload rejected; the running config stays", "config", d.opts.path, "err", err)
-		return err
+		return "", err
 	}
-	d.log.Info("reloading", "config", d.opts.path, "changes", config.Diff(d.cfg, next).String())
+	changes := config.Diff(d.cfg, next).String()
+	d.log.Info("reloading", "config", d.opts.path, "changes", changes)
 	if err := d.applyAll(ctx, next); err != nil {
 		d.log.Error("reload failed; restoring the running config", "err", err)
 		if rerr := d.applyAll(ctx, d.cfg); rerr != nil {
 			d.log.Error("restore running config", "err", rerr)
 		}
-		return err
+		return "", err
 	}
 	d.cfg = next
 	d.loadedAt = time.Now()
 	d.forgetRemoved(next)
 	d.log.Info("reloaded", "config", d.opts.path)
-	return nil
+	return changes, nil
 }
 
 // forgetRemoved drops the health of targets the config no longer has, so

@@ -1,12 +1,12 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/spooky-lb/spooky/admin"
 	"github.com/spooky-lb/spooky/config"
 	"github.com/spooky-lb/spooky/health"
 )
@@ -18,10 +18,6 @@ import (
 // long idle timeouts) still works: its server ID stays routable while the
 // backend drains.
 const drainQuiet = 5 * time.Second
-
-// errUnknownTarget is returned for a drain of a target the running config
-// does not have.
-var errUnknownTarget = errors.New("no such backend or upstream")
 
 // resolveTarget finds the backend ("service/backend") or upstream (its
 // address, as in the config) that name refers to in cfg.
@@ -49,9 +45,9 @@ func resolveTarget(cfg *config.Config, name string) (health.Target, error) {
 	}
 	if len(known) > 0 {
 		sort.Strings(known)
-		return health.Target{}, fmt.Errorf("%q: %w (that service has %s)", name, errUnknownTarget, strings.Join(known, ", "))
+		return health.Target{}, fmt.Errorf("%q: %w (that service has %s)", name, admin.ErrUnknownTarget, strings.Join(known, ", "))
 	}
-	return health.Target{}, fmt.Errorf("%q: %w (give service/backend or an upstream address from the config)", name, errUnknownTarget)
+	return health.Target{}, fmt.Errorf("%q: %w (give service/backend or an upstream address from the config)", name, admin.ErrUnknownTarget)
 }
 
 // setDrain drains target (drain) or withdraws the operator's drain. A

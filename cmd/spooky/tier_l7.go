@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/spooky-lb/spooky/admin"
 	"github.com/spooky-lb/spooky/config"
 	"github.com/spooky-lb/spooky/health"
 	"github.com/spooky-lb/spooky/l7"
@@ -48,6 +49,20 @@ func (t *l7Tier) stop(ctx context.Context) error {
 	}
 	t.log.Info("shutting down the request tier", "grace", shutdownGrace)
 	return t.srv.Shutdown(ctx)
+}
+
+// fillUpstream adds the request tier's view of up: breaker and requests in
+// flight. Called with the daemon's lock held (apply replaces the server).
+func (t *l7Tier) fillUpstream(up *admin.Upstream) {
+	if t.srv == nil {
+		return
+	}
+	u := t.srv.Upstream(up.Name)
+	if u == nil {
+		return
+	}
+	up.Breaker = breakerName(u.Breaker().State())
+	up.InFlight = u.InFlight()
 }
 
 // inFlight returns the requests in flight to the upstream named name.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os/exec"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -29,7 +30,11 @@ func l7Config(t *testing.T, listen netip.AddrPort, upstreams []netip.AddrPort, e
 	for _, u := range upstreams {
 		fmt.Fprintf(&ups, "      - address: h3://%s\n        tls: {insecure_skip_verify: true}\n", u)
 	}
-	return fmt.Sprintf(`services:
+	// A socket of the test's own, apart from a real daemon's default.
+	sock := filepath.Join(os.TempDir(), fmt.Sprintf("spooky-l7-%d.sock", os.Getpid()))
+	return fmt.Sprintf(`admin:
+  socket: %s
+services:
   - name: edge
     address: %s
     port: %d
@@ -48,7 +53,7 @@ pools:
   - name: app
     policy: round_robin
     upstreams:
-%s`, listen.Addr(), listen.Port(), certs, certs, extra, ups.String())
+%s`, sock, listen.Addr(), listen.Port(), certs, certs, extra, ups.String())
 }
 
 // daemon is a spooky process in a lab host.

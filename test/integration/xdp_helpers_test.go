@@ -68,7 +68,8 @@ type xdpLab struct {
 
 // xdpLabOptions add to the config the lab writes.
 type xdpLabOptions struct {
-	// top is YAML for top-level sections (admin, metrics), at column 0.
+	// top is YAML for top-level sections (metrics), at column 0; the
+	// lab writes the admin section itself (adminSocket).
 	top string
 	// service is YAML added to every service, indented by four spaces.
 	service string
@@ -142,6 +143,8 @@ func (x *xdpLab) writeConfig(tb testing.TB, backends []int) {
 	tb.Helper()
 	var b strings.Builder
 	b.WriteString("log:\n  level: debug\n")
+	// The lab's own admin socket, apart from a real daemon's default.
+	fmt.Fprintf(&b, "admin:\n  socket: %s\n", x.adminSocket())
 	b.WriteString(x.opts.top)
 	b.WriteString("services:\n")
 	for _, vip := range []netip.AddrPort{x.vip4, x.vip6} {
@@ -166,6 +169,11 @@ func (x *xdpLab) writeConfig(tb testing.TB, backends []int) {
 	if err := os.WriteFile(x.cfgPath, []byte(b.String()), 0o600); err != nil {
 		tb.Fatal(err)
 	}
+}
+
+// adminSocket is where the lab's spooky serves its admin API.
+func (x *xdpLab) adminSocket() string {
+	return filepath.Join(filepath.Dir(x.cfgPath), "admin.sock")
 }
 
 // expectedShares returns each backend's share of the VIP's Maglev table as
