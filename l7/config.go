@@ -47,12 +47,16 @@ type Config struct {
 	// generator is set. If zero, quic-go's default (4) is used.
 	ConnectionIDLength int
 	// Health, if set, is consulted for every upstream by name (the pool's
-	// upstream Name). If nil, upstreams are healthy unless marked otherwise
-	// with [Server.SetUpstreamHealth].
+	// upstream Name) on every selection: the pools skip what it does not
+	// call healthy. If nil, every upstream counts as healthy and only the
+	// breakers take upstreams out. New reads it; Reload keeps the first.
 	Health HealthSource
 	// OnBreakerStateChange, if set, is called (synchronously, keep it cheap)
-	// whenever an upstream's circuit breaker changes state.
-	OnBreakerStateChange func(upstream string, from, to BreakerState)
+	// whenever an upstream's circuit breaker changes state, and with a
+	// change to closed when a reload drops a breaker that was not closed.
+	// BreakerToHealth makes the health registry's passive source of it.
+	// New reads it; Reload keeps the first.
+	OnBreakerStateChange func(BreakerChange)
 	// Logger receives the tier's logs. If nil, logs are discarded.
 	Logger *slog.Logger
 }

@@ -49,7 +49,7 @@ type Server struct {
 	cidGen    quic.ConnectionIDGenerator
 	cidLen    int
 	health    HealthSource
-	onChange  func(string, BreakerState, BreakerState)
+	onChange  func(BreakerChange)
 	upstreams upstreamSet
 
 	mu       sync.Mutex
@@ -357,6 +357,9 @@ func (s *Server) Reload(cfg Config) error {
 			}
 		}
 	}
+	// Breakers of upstreams that leave give up their verdicts before the
+	// new pools take requests.
+	s.upstreams.retireLeaving(keep)
 	for _, c := range changes {
 		c.svc.certs.table.Store(c.t)
 		c.svc.router.Store(c.rt)
@@ -387,18 +390,6 @@ func cfgService(cfg Config, name string) ServiceConfig {
 		}
 	}
 	return ServiceConfig{}
-}
-
-// SetUpstreamHealth marks an upstream (by name) healthy or not, for callers
-// that push health rather than implement HealthSource. It reports whether
-// the upstream exists.
-func (s *Server) SetUpstreamHealth(upstream string, healthy bool) bool {
-	u := s.upstreams.lookup(upstream)
-	if u == nil {
-		return false
-	}
-	u.healthy.Store(healthy)
-	return true
 }
 
 // Upstream returns the named upstream, or nil.
