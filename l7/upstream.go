@@ -37,8 +37,9 @@ type Upstream struct {
 	health    HealthSource
 	breaker   *Breaker
 
-	inflight atomic.Int64 // requests in flight
-	ewmaNS   atomic.Int64 // EWMA of latency to response headers, ns; 0 = no sample
+	inflight atomic.Int64  // requests in flight
+	requests atomic.Uint64 // requests sent, retries included
+	ewmaNS   atomic.Int64  // EWMA of latency to response headers, ns; 0 = no sample
 	weight   int
 }
 
@@ -157,8 +158,12 @@ func (u *Upstream) Available() bool {
 	return u.Healthy() && !u.Full() && u.breaker.OK()
 }
 
-// InFlight is the number of requests in flight.
+// InFlight is the number of requests in flight, from the send to the end
+// of the response body: what a drain waits on.
 func (u *Upstream) InFlight() int64 { return u.inflight.Load() }
+
+// Requests is the number of requests sent to the upstream, retries included.
+func (u *Upstream) Requests() uint64 { return u.requests.Load() }
 
 // Breaker returns the upstream's circuit breaker.
 func (u *Upstream) Breaker() *Breaker { return u.breaker }
@@ -175,6 +180,7 @@ func (u *Upstream) begin() bool {
 		u.inflight.Add(-1)
 		return false
 	}
+	u.requests.Add(1)
 	return true
 }
 
