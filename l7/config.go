@@ -57,6 +57,9 @@ type Config struct {
 	// BreakerToHealth makes the health registry's passive source of it.
 	// New reads it; Reload keeps the first.
 	OnBreakerStateChange func(BreakerChange)
+	// Observer, if set, is told of every request and connection (metrics).
+	// New reads it; Reload keeps the first.
+	Observer Observer
 	// ReloadGrace bounds how long listeners that a reload replaced or
 	// removed keep serving the connections they have before these are
 	// closed. If zero, DefaultShutdownTimeout (30s). New reads it; Reload

@@ -218,12 +218,17 @@ func (s *Server) listen(svc *service, sc ServiceConfig, so *sockets) (*listeners
 		return nil, fmt.Errorf("service %s: listen quic: %w", sc.Name, err)
 	}
 	so.udp.users.Add(1)
+	obs := svc.obs
 	l.h3 = &http3.Server{
 		Handler:        svc,
 		IdleTimeout:    sc.IdleTimeout,
 		MaxHeaderBytes: sc.MaxHeaderBytes,
 		Logger:         svc.log,
 		ConnContext: func(ctx context.Context, c *quic.Conn) context.Context {
+			if obs != nil {
+				obs.ConnOpened(svc.name, ProtoQUIC)
+				context.AfterFunc(c.Context(), func() { obs.ConnClosed(svc.name, ProtoQUIC) })
+			}
 			return context.WithValue(ctx, connKey{}, c)
 		},
 	}
@@ -249,6 +254,16 @@ func (s *Server) listen(svc *service, sc ServiceConfig, so *sockets) (*listeners
 			ReadHeaderTimeout: 10 * time.Second,
 			MaxHeaderBytes:    sc.MaxHeaderBytes,
 			ErrorLog:          slog.NewLogLogger(svc.log.Handler(), slog.LevelDebug),
+		}
+		if obs != nil {
+			l.h1.ConnState = func(_ net.Conn, st http.ConnState) {
+				switch st {
+				case http.StateNew:
+					obs.ConnOpened(svc.name, ProtoTCP)
+				case http.StateClosed, http.StateHijacked:
+					obs.ConnClosed(svc.name, ProtoTCP)
+				}
+			}
 		}
 		q := newConnQueue(so.tcp.ln.Addr())
 		tl := tls.NewListener(q, tc)

@@ -49,6 +49,7 @@ type Server struct {
 	cidLen    int
 	health    HealthSource
 	onChange  func(BreakerChange)
+	obs       Observer
 	grace     time.Duration
 	upstreams upstreamSet
 
@@ -65,6 +66,7 @@ type Server struct {
 type service struct {
 	name   string
 	log    *slog.Logger
+	obs    Observer
 	certs  certStore
 	router atomic.Pointer[router]
 	// trustForwarded mirrors cfg.TrustForwardedHeaders; a reload may change it.
@@ -97,6 +99,7 @@ func New(cfg Config) (*Server, error) {
 		cidLen:   cfg.ConnectionIDLength,
 		health:   cfg.Health,
 		onChange: cfg.OnBreakerStateChange,
+		obs:      cfg.Observer,
 		grace:    cfg.ReloadGrace,
 		services: map[string]*service{},
 		leaving:  map[*service]struct{}{},
@@ -138,7 +141,7 @@ func (s *Server) buildPools(cfgs []PoolConfig) (map[string]*Pool, map[string]*Up
 
 func (s *Server) buildService(sc ServiceConfig, pools map[string]*Pool) (*service, error) {
 	sc = sc.withDefaults()
-	svc := &service{cfg: sc, name: sc.Name, log: s.log.With("service", sc.Name), retired: map[*listeners]struct{}{}}
+	svc := &service{cfg: sc, name: sc.Name, log: s.log.With("service", sc.Name), obs: s.obs, retired: map[*listeners]struct{}{}}
 	if err := svc.load(sc, pools); err != nil {
 		return nil, err
 	}
@@ -218,8 +221,25 @@ func (s *Server) startService(svc *service) error {
 	return nil
 }
 
-// ServeHTTP routes and proxies one request (HTTP/3 and TCP alike).
+// ServeHTTP routes and proxies one request (HTTP/3 and TCP alike) and
+// tells the observer about it.
 func (svc *service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	obs := svc.obs
+	if obs == nil {
+		svc.serve(w, r)
+		return
+	}
+	rec := getRecorder(w)
+	start := time.Now()
+	// Deferred, so a request the proxy aborts (http.ErrAbortHandler) is counted too.
+	defer func() {
+		obs.ObserveRequest(svc.name, rec.route, rec.pool, rec.upstream, rec.statusFor(r), time.Since(start))
+		putRecorder(rec)
+	}()
+	svc.serve(rec, r)
+}
+
+func (svc *service) serve(w http.ResponseWriter, r *http.Request) {
 	if !isSafe(r.Method) {
 		// RFC 8470 §5.2: a request received in early data that the server
 		// will not risk replaying gets 425. Early data is whatever arrives
@@ -240,6 +260,7 @@ func (svc *service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route for host %q path %q", r.Host, r.URL.Path))
 		return
 	}
+	noteRoute(w, route)
 	svc.proxy(w, r, route)
 }
 
