@@ -186,8 +186,6 @@ func (q *connQueue) Addr() net.Addr { return q.addr }
 // reload that changes those settings starts a new generation and retires
 // the old one, which finishes its connections.
 type listeners struct {
-	svc   *service
-	cfg   ServiceConfig
 	socks *sockets
 	ln    http3.QUICListener
 	h3    *http3.Server
@@ -203,7 +201,7 @@ type listeners struct {
 // listen starts a generation of svc with sc's listener settings on so.
 // Only the QUIC listen can fail, before anything was started.
 func (s *Server) listen(svc *service, sc ServiceConfig, so *sockets) (*listeners, error) {
-	l := &listeners{svc: svc, cfg: sc, socks: so}
+	l := &listeners{socks: so}
 	l.ownsTCP.Store(true)
 	qconf := &quic.Config{MaxIdleTimeout: sc.IdleTimeout, Allow0RTT: sc.Allow0RTT}
 	// One tls.Config per service for every generation: they share session

@@ -485,3 +485,24 @@ func TestShutdownWaitsForListenersAReloadReplaced(t *testing.T) {
 		t.Fatalf("shutdown: %v", err)
 	}
 }
+
+func TestReloadGraceCutsOffRequestsThatOutlastIt(t *testing.T) {
+	cert := mustCert(t, "app.example.com")
+	up, arrived, release := holdingUpstream(t)
+	t.Cleanup(func() { close(release) }) // runs before the upstream closes
+	cfg := oneService(t, cert, PoolConfig{Upstreams: []UpstreamConfig{up}})
+	cfg.Services[0].Address = freeAddr(t)
+	cfg.ReloadGrace = 200 * time.Millisecond
+	s := mustServer(t, cfg)
+	oldAddr := mustAddr(t, s)
+	c, _ := h3Client(t, cert, oldAddr)
+	inflight := getAsync(c, "https://app.example.com/hold")
+	<-arrived
+
+	cfg.Services[0].Address = freeAddr(t)
+	mustReload(t, s, cfg)
+	if r := <-inflight; r.err == nil && r.status == 200 {
+		t.Fatal("a request held past the reload grace completed")
+	}
+	waitFor(t, 10*time.Second, "the old UDP port to be released", func() bool { return udpFree(oldAddr) })
+}
