@@ -15,14 +15,25 @@ func (c *fakeClock) now() time.Time          { return c.t }
 func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
 
 type transitions struct {
-	mu  sync.Mutex
-	got []string
+	mu      sync.Mutex
+	got     []string
+	reasons []string
 }
 
-func (tr *transitions) record(_ string, from, to BreakerState) {
+func (tr *transitions) record(c BreakerChange) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	tr.got = append(tr.got, from.String()+"→"+to.String())
+	tr.got = append(tr.got, c.From.String()+"→"+c.To.String())
+	tr.reasons = append(tr.reasons, c.Reason)
+}
+
+func (tr *transitions) lastReason() string {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if len(tr.reasons) == 0 {
+		return ""
+	}
+	return tr.reasons[len(tr.reasons)-1]
 }
 
 func (tr *transitions) String() string {
@@ -38,6 +49,8 @@ func mustBreaker(tb testing.TB, cfg BreakerConfig) (*Breaker, *fakeClock, *trans
 	clk := &fakeClock{t: time.Unix(1000, 0)}
 	b.now = clk.now
 	b.winStart = clk.now()
+	// The fake clock moves only when the test says; no real timer runs.
+	b.after = func(time.Duration, func()) func() bool { return func() bool { return true } }
 	return b, clk, tr
 }
 

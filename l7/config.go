@@ -47,12 +47,24 @@ type Config struct {
 	// generator is set. If zero, quic-go's default (4) is used.
 	ConnectionIDLength int
 	// Health, if set, is consulted for every upstream by name (the pool's
-	// upstream Name). If nil, upstreams are healthy unless marked otherwise
-	// with [Server.SetUpstreamHealth].
+	// upstream Name) on every selection: the pools skip what it does not
+	// call healthy. If nil, every upstream counts as healthy and only the
+	// breakers take upstreams out. New reads it; Reload keeps the first.
 	Health HealthSource
 	// OnBreakerStateChange, if set, is called (synchronously, keep it cheap)
-	// whenever an upstream's circuit breaker changes state.
-	OnBreakerStateChange func(upstream string, from, to BreakerState)
+	// whenever an upstream's circuit breaker changes state, and with a
+	// change to closed when a reload drops a breaker that was not closed.
+	// BreakerToHealth makes the health registry's passive source of it.
+	// New reads it; Reload keeps the first.
+	OnBreakerStateChange func(BreakerChange)
+	// Observer, if set, is told of every request and connection (metrics).
+	// New reads it; Reload keeps the first.
+	Observer Observer
+	// ReloadGrace bounds how long listeners that a reload replaced or
+	// removed keep serving the connections they have before these are
+	// closed. If zero, DefaultShutdownTimeout (30s). New reads it; Reload
+	// keeps the first.
+	ReloadGrace time.Duration
 	// Logger receives the tier's logs. If nil, logs are discarded.
 	Logger *slog.Logger
 }
@@ -78,12 +90,19 @@ type ServiceConfig struct {
 	// IdleTimeout closes connections with no activity for this long (QUIC
 	// max_idle_timeout, RFC 9000 §10.1, and the HTTP idle timeout). If zero,
 	// DefaultIdleTimeout (30s).
+	//
+	// Address, TCP, Allow0RTT, IdleTimeout and MaxHeaderBytes are listener
+	// settings: a reload that changes one starts new listeners for the
+	// service (binding new sockets when the address changed) and lets the
+	// old ones finish their connections within Config.ReloadGrace.
 	IdleTimeout time.Duration
 	// MaxHeaderBytes bounds request header size. If zero, net/http's default (1 MB).
 	MaxHeaderBytes int
 	// ConnectionIDGenerator, if set, issues this service's QUIC connection
 	// IDs in place of Config.ConnectionIDGenerator: services on different
-	// VIPs may use different QUIC-LB configurations.
+	// VIPs may use different QUIC-LB configurations. The generator belongs to
+	// the UDP socket: a reload applies a new one only together with a new
+	// Address (the connections on the socket keep routing by the old one).
 	ConnectionIDGenerator quic.ConnectionIDGenerator
 	// TrustForwardedHeaders keeps Forwarded and X-Forwarded-* headers sent by
 	// clients and appends to them. Default false: they are replaced, since a

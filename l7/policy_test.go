@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spooky-lb/spooky/health"
 )
 
 func mustUpstreams(tb testing.TB, n int, weights ...int) []*Upstream {
@@ -24,6 +26,20 @@ func mustUpstreams(tb testing.TB, n int, weights ...int) []*Upstream {
 		ups = append(ups, u)
 	}
 	return ups
+}
+
+// withRegistry makes a fresh health registry the health source of ups and
+// returns it, so tests mark upstreams down the way the daemon does.
+func withRegistry(ups []*Upstream) *health.Registry {
+	reg := health.NewRegistry(nil)
+	for _, u := range ups {
+		u.health = reg.Upstreams()
+	}
+	return reg
+}
+
+func markDown(reg *health.Registry, u *Upstream) {
+	reg.Report(health.Upstream(u.name), health.Active, health.Unhealthy, "test marks it down")
 }
 
 func mustSelector(tb testing.TB, policy string) Selector {
@@ -95,7 +111,8 @@ func TestPoliciesSkipUnavailableUpstreams(t *testing.T) {
 	for _, policy := range []string{PolicyRandom, PolicyRoundRobin, PolicyWeightedRR, PolicyLeastConn, PolicyIPHash, PolicyLeastResponseTime, PolicyP2C} {
 		t.Run(policy+" skips unhealthy, full and open-circuit upstreams", func(t *testing.T) {
 			ups := mustUpstreams(t, 4)
-			ups[0].healthy.Store(false)
+			reg := withRegistry(ups)
+			markDown(reg, ups[0])
 			ups[1].cfg.MaxRequests = 1
 			ups[1].inflight.Store(1)
 			ups[2].breaker.cfg.ConsecutiveFailures = 1
@@ -104,7 +121,7 @@ func TestPoliciesSkipUnavailableUpstreams(t *testing.T) {
 			if got["u3"] != 200 {
 				t.Fatalf("picks %v, want all 200 on u3", got)
 			}
-			ups[3].healthy.Store(false)
+			markDown(reg, ups[3])
 			if got := counts(mustSelector(t, policy), ups, 10); got["<nil>"] != 10 {
 				t.Fatalf("picks %v with nothing available, want none", got)
 			}
@@ -191,8 +208,9 @@ func TestIPHashIsConsistent(t *testing.T) {
 		}
 	})
 	t.Run("an unavailable upstream moves only its own clients", func(t *testing.T) {
-		ups[2].healthy.Store(false)
-		defer ups[2].healthy.Store(true)
+		reg := withRegistry(ups)
+		markDown(reg, ups[2])
+		defer withRegistry(ups)
 		after := assign(ups)
 		for i := range before {
 			if before[i] != "u2" && before[i] != after[i] {

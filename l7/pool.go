@@ -37,7 +37,7 @@ func (p *Pool) Select(r *http.Request, clientIP string, tried []*Upstream) *Upst
 	return p.selector.Select(rest, r, clientIP)
 }
 
-func newPool(cfg PoolConfig, set *upstreamSet, health HealthSource, onChange func(string, BreakerState, BreakerState), keep map[string]*Upstream) (*Pool, error) {
+func newPool(cfg PoolConfig, set *upstreamSet, health HealthSource, onChange func(BreakerChange), keep map[string]*Upstream) (*Pool, error) {
 	sel, err := newSelector(cfg.Policy)
 	if err != nil {
 		return nil, configErr("pool %q: %v", cfg.Name, err)

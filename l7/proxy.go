@@ -268,6 +268,7 @@ func (s *service) proxy(w http.ResponseWriter, r *http.Request, route *compiledR
 			timer.Stop()
 			u.observe(latency)
 			u.breaker.RecordMetric(res.StatusCode, latency)
+			noteUpstream(w, u)
 			s.copyResponse(w, res, route)
 			u.end()
 			return

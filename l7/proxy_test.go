@@ -18,6 +18,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
+	"github.com/spooky-lb/spooky/health"
 )
 
 func TestProxyReachesEveryUpstreamProtocol(t *testing.T) {
@@ -137,10 +138,10 @@ func TestErrorsAreAnswers(t *testing.T) {
 		PoolConfig{Name: "slow", Upstreams: []UpstreamConfig{slow}},
 		PoolConfig{Name: "down", Upstreams: []UpstreamConfig{live}},
 	)
+	reg := health.NewRegistry(nil)
+	cfg.Health = reg.Upstreams()
+	reg.Report(health.Upstream("live"), health.Operator, health.Draining, "drained by the test")
 	s := mustServer(t, cfg)
-	if !s.SetUpstreamHealth("live", false) {
-		t.Fatal("upstream live not found")
-	}
 	c, _ := h3Client(t, cert, mustAddr(t, s))
 	for _, tc := range []struct {
 		name, path, wantBody string

@@ -31,7 +31,6 @@ import (
 	"maps"
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,32 +48,40 @@ type Server struct {
 	cidGen    quic.ConnectionIDGenerator
 	cidLen    int
 	health    HealthSource
-	onChange  func(string, BreakerState, BreakerState)
+	onChange  func(BreakerChange)
+	obs       Observer
+	grace     time.Duration
 	upstreams upstreamSet
 
 	mu       sync.Mutex
 	services map[string]*service
-	pools    map[string]*Pool
-	started  bool
+	// leaving are services a reload removed, finishing their connections.
+	leaving map[*service]struct{}
+	pools   map[string]*Pool
+	started bool
 }
 
-// service is one listener (VIP) with its routes and certificates.
+// service is one L7 VIP: its routes and certificates, and the listeners
+// serving them.
 type service struct {
-	cfg    ServiceConfig
+	name   string
 	log    *slog.Logger
+	obs    Observer
 	certs  certStore
 	router atomic.Pointer[router]
 	// trustForwarded mirrors cfg.TrustForwardedHeaders; a reload may change it.
 	trustForwarded atomic.Bool
+	// quicTLS and tcpTLS are shared by every generation of listeners.
+	quicTLS, tcpTLS *tls.Config
 
-	udp    *net.UDPConn
-	tr     *quic.Transport
-	ln     http3.QUICListener
-	h3     *http3.Server
-	tcpLn  net.Listener
-	h1     *http.Server
-	altSvc string
-	done   sync.WaitGroup
+	// cfg is guarded by Server.mu.
+	cfg ServiceConfig
+
+	mu sync.Mutex
+	// cur is the serving generation of listeners; nil until started.
+	cur *listeners
+	// retired are generations a reload replaced, finishing their connections.
+	retired map[*listeners]struct{}
 }
 
 // connKey carries the *quic.Conn into handlers, for the 0-RTT check.
@@ -92,10 +99,16 @@ func New(cfg Config) (*Server, error) {
 		cidLen:   cfg.ConnectionIDLength,
 		health:   cfg.Health,
 		onChange: cfg.OnBreakerStateChange,
+		obs:      cfg.Observer,
+		grace:    cfg.ReloadGrace,
 		services: map[string]*service{},
+		leaving:  map[*service]struct{}{},
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.grace == 0 {
+		s.grace = DefaultShutdownTimeout
 	}
 	pools, keep, err := s.buildPools(cfg.Pools)
 	if err != nil {
@@ -127,14 +140,35 @@ func (s *Server) buildPools(cfgs []PoolConfig) (map[string]*Pool, map[string]*Up
 }
 
 func (s *Server) buildService(sc ServiceConfig, pools map[string]*Pool) (*service, error) {
-	if sc.IdleTimeout == 0 {
-		sc.IdleTimeout = DefaultIdleTimeout
-	}
-	svc := &service{cfg: sc, log: s.log.With("service", sc.Name)}
+	sc = sc.withDefaults()
+	svc := &service{cfg: sc, name: sc.Name, log: s.log.With("service", sc.Name), obs: s.obs, retired: map[*listeners]struct{}{}}
 	if err := svc.load(sc, pools); err != nil {
 		return nil, err
 	}
+	svc.quicTLS = http3.ConfigureTLSConfig(svc.certs.tlsConfig())
+	svc.quicTLS.MinVersion = tls.VersionTLS13
+	svc.tcpTLS = svc.certs.tlsConfig()
+	svc.tcpTLS.NextProtos = []string{"h2", "http/1.1"}
+	// Set the session ticket keys up now, before generations clone the
+	// config, so that every copy has the same ones (golang/go#60506).
+	_, _ = svc.tcpTLS.DecryptTicket(nil, tls.ConnectionState{})
 	return svc, nil
+}
+
+func (sc ServiceConfig) withDefaults() ServiceConfig {
+	if sc.IdleTimeout == 0 {
+		sc.IdleTimeout = DefaultIdleTimeout
+	}
+	return sc
+}
+
+// listenerChange says whether b differs from a in a listener setting, and
+// whether in the address (which needs new sockets).
+func listenerChange(a, b ServiceConfig) (changed, moved bool) {
+	moved = a.Address != b.Address
+	changed = moved || a.TCP != b.TCP || a.Allow0RTT != b.Allow0RTT ||
+		a.IdleTimeout != b.IdleTimeout || a.MaxHeaderBytes != b.MaxHeaderBytes
+	return changed, moved
 }
 
 // load builds the parts a reload may change: certificates and routes.
@@ -174,95 +208,44 @@ func (s *Server) Start() error {
 }
 
 func (s *Server) startService(svc *service) error {
-	ua, err := net.ResolveUDPAddr("udp", svc.cfg.Address)
+	so, err := s.bind(svc.cfg)
 	if err != nil {
-		return fmt.Errorf("service %s: resolve %s: %w", svc.cfg.Name, svc.cfg.Address, err)
+		return err
 	}
-	udp, err := net.ListenUDP("udp", ua)
+	l, err := s.listen(svc, svc.cfg, so)
 	if err != nil {
-		return fmt.Errorf("service %s: listen udp %s: %w", svc.cfg.Name, svc.cfg.Address, err)
+		so.close()
+		return err
 	}
-	svc.udp = udp
-	gen := svc.cfg.ConnectionIDGenerator
-	if gen == nil {
-		gen = s.cidGen
-	}
-	svc.tr = &quic.Transport{Conn: udp, ConnectionIDGenerator: gen, ConnectionIDLength: s.cidLen}
-	qconf := &quic.Config{
-		MaxIdleTimeout: svc.cfg.IdleTimeout,
-		Allow0RTT:      svc.cfg.Allow0RTT,
-	}
-	tlsConf := http3.ConfigureTLSConfig(svc.certs.tlsConfig())
-	tlsConf.MinVersion = tls.VersionTLS13
-	if svc.cfg.Allow0RTT {
-		ln, err := svc.tr.ListenEarly(tlsConf, qconf)
-		if err != nil {
-			udp.Close()
-			return fmt.Errorf("service %s: listen quic: %w", svc.cfg.Name, err)
-		}
-		svc.ln = ln
-	} else {
-		ln, err := svc.tr.Listen(tlsConf, qconf)
-		if err != nil {
-			udp.Close()
-			return fmt.Errorf("service %s: listen quic: %w", svc.cfg.Name, err)
-		}
-		svc.ln = ln
-	}
-	port := udp.LocalAddr().(*net.UDPAddr).Port
-	svc.h3 = &http3.Server{
-		Handler:        svc,
-		IdleTimeout:    svc.cfg.IdleTimeout,
-		MaxHeaderBytes: svc.cfg.MaxHeaderBytes,
-		Logger:         svc.log,
-		ConnContext: func(ctx context.Context, c *quic.Conn) context.Context {
-			return context.WithValue(ctx, connKey{}, c)
-		},
-	}
-	svc.done.Go(func() {
-		if err := svc.h3.ServeListener(svc.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			svc.log.Error("http3 server stopped", "error", err)
-		}
-	})
-	if svc.cfg.TCP {
-		// Same IP and port as the QUIC socket, so Alt-Svc can name just the port.
-		addr := net.JoinHostPort(ua.IP.String(), strconv.Itoa(port))
-		if ua.IP == nil {
-			addr = ":" + strconv.Itoa(port)
-		}
-		tl, err := net.Listen("tcp", addr)
-		if err != nil {
-			svc.close()
-			return fmt.Errorf("service %s: listen tcp %s: %w", svc.cfg.Name, addr, err)
-		}
-		svc.altSvc = fmt.Sprintf(`h3=":%d"; ma=86400`, port)
-		tc := svc.certs.tlsConfig()
-		tc.NextProtos = []string{"h2", "http/1.1"}
-		svc.h1 = &http.Server{
-			Handler:           http.HandlerFunc(svc.serveTCP),
-			TLSConfig:         tc,
-			IdleTimeout:       svc.cfg.IdleTimeout,
-			ReadHeaderTimeout: 10 * time.Second,
-			MaxHeaderBytes:    svc.cfg.MaxHeaderBytes,
-			ErrorLog:          slog.NewLogLogger(svc.log.Handler(), slog.LevelDebug),
-		}
-		svc.tcpLn = tls.NewListener(tl, tc)
-		svc.done.Go(func() {
-			if err := svc.h1.Serve(svc.tcpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				svc.log.Error("tcp server stopped", "error", err)
-			}
-		})
-	}
-	svc.log.Info("l7 service listening", "address", udp.LocalAddr().String(), "tcp", svc.cfg.TCP, "0rtt", svc.cfg.Allow0RTT)
+	svc.setCurrent(l)
 	return nil
 }
 
-// ServeHTTP routes and proxies one request (HTTP/3 and TCP alike).
+// ServeHTTP routes and proxies one request (HTTP/3 and TCP alike) and
+// tells the observer about it.
 func (svc *service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if svc.cfg.Allow0RTT && !isSafe(r.Method) {
+	obs := svc.obs
+	if obs == nil {
+		svc.serve(w, r)
+		return
+	}
+	rec := getRecorder(w)
+	start := time.Now()
+	// Deferred, so a request the proxy aborts (http.ErrAbortHandler) is counted too.
+	defer func() {
+		obs.ObserveRequest(svc.name, rec.route, rec.pool, rec.upstream, rec.statusFor(r), time.Since(start))
+		putRecorder(rec)
+	}()
+	svc.serve(rec, r)
+}
+
+func (svc *service) serve(w http.ResponseWriter, r *http.Request) {
+	if !isSafe(r.Method) {
 		// RFC 8470 §5.2: a request received in early data that the server
 		// will not risk replaying gets 425. Early data is whatever arrives
-		// before the handshake completes.
+		// before the handshake completes; without 0-RTT (or after a reload
+		// turned it off, on connections that had it) the handshake is
+		// complete before any request.
 		if c, ok := r.Context().Value(connKey{}).(*quic.Conn); ok {
 			select {
 			case <-c.HandshakeComplete():
@@ -277,13 +260,8 @@ func (svc *service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route for host %q path %q", r.Host, r.URL.Path))
 		return
 	}
+	noteRoute(w, route)
 	svc.proxy(w, r, route)
-}
-
-func (svc *service) serveTCP(w http.ResponseWriter, r *http.Request) {
-	// RFC 7838 §3: advertise the HTTP/3 endpoint on the same port.
-	w.Header().Set("Alt-Svc", svc.altSvc)
-	svc.ServeHTTP(w, r)
 }
 
 // Addr returns the bound UDP address of a service (useful with port 0).
@@ -294,18 +272,22 @@ func (s *Server) Addr(service string) (net.Addr, error) {
 	if !ok {
 		return nil, fmt.Errorf("unknown service %q", service)
 	}
-	if svc.udp == nil {
+	cur := svc.current()
+	if cur == nil {
 		return nil, ErrNotStarted
 	}
-	return svc.udp.LocalAddr(), nil
+	return cur.socks.udp.conn.LocalAddr(), nil
 }
 
 // Reload applies a new configuration atomically: pools, routes and
 // certificates of existing services are swapped without dropping
-// connections; upstreams whose config is unchanged keep their state. New
-// services start, removed ones shut down gracefully. A service's Address,
-// TCP, Allow0RTT and IdleTimeout apply only when it is restarted. On error
-// nothing changes.
+// connections; upstreams whose config is unchanged keep their state. A
+// service whose listener settings (Address, TCP, Allow0RTT, IdleTimeout,
+// MaxHeaderBytes) changed gets new listeners, and its old ones finish their
+// connections within Config.ReloadGrace (see Server.relisten). New services
+// start, removed ones shut down gracefully. Every socket the new config
+// needs is bound before anything changes: on an error (a port in use) the
+// old configuration keeps serving as it was.
 func (s *Server) Reload(cfg Config) error {
 	if err := cfg.validate(); err != nil {
 		return err
@@ -317,88 +299,211 @@ func (s *Server) Reload(cfg Config) error {
 		return err
 	}
 	type staged struct {
-		svc *service
-		t   *certTable
-		rt  *router
+		svc      *service
+		sc       ServiceConfig
+		t        *certTable
+		rt       *router
+		relisten bool
+		so       *sockets  // new sockets for a new address
+		tcp      *tcpFront // a TCP listener turned on at the same address
 	}
-	var changes []staged
+	var changes []*staged
 	var added []*service
+	var addedSocks []*sockets
+	abort := func(err error) error {
+		for _, c := range changes {
+			if c.so != nil {
+				c.so.close()
+			}
+			if c.tcp != nil {
+				c.tcp.close()
+			}
+		}
+		for _, so := range addedSocks {
+			so.close()
+		}
+		return err
+	}
 	seen := map[string]bool{}
 	for _, sc := range cfg.Services {
+		sc = sc.withDefaults()
 		seen[sc.Name] = true
-		if svc, ok := s.services[sc.Name]; ok {
-			t, err := loadCertTable(sc.Certificates)
+		svc, ok := s.services[sc.Name]
+		if !ok {
+			svc, err := s.buildService(sc, pools)
 			if err != nil {
-				return fmt.Errorf("service %s: %w", sc.Name, err)
+				return abort(err)
 			}
-			rt, err := compileRoutes(sc.Routes, pools)
-			if err != nil {
-				return fmt.Errorf("service %s: %w", sc.Name, err)
-			}
-			if sc.Address != svc.cfg.Address || sc.TCP != svc.cfg.TCP || sc.Allow0RTT != svc.cfg.Allow0RTT {
-				s.log.Warn("listener settings change on restart only", "service", sc.Name)
-			}
-			changes = append(changes, staged{svc, t, rt})
+			added = append(added, svc)
 			continue
 		}
-		svc, err := s.buildService(sc, pools)
+		t, err := loadCertTable(sc.Certificates)
 		if err != nil {
-			return err
+			return abort(fmt.Errorf("service %s: %w", sc.Name, err))
 		}
-		added = append(added, svc)
+		rt, err := compileRoutes(sc.Routes, pools)
+		if err != nil {
+			return abort(fmt.Errorf("service %s: %w", sc.Name, err))
+		}
+		c := &staged{svc: svc, sc: sc, t: t, rt: rt}
+		changes = append(changes, c)
+		cur := svc.current()
+		changed, moved := listenerChange(svc.cfg, sc)
+		if !changed || cur == nil {
+			continue
+		}
+		c.relisten = true
+		switch {
+		case moved:
+			c.so, err = s.bind(sc)
+		case sc.TCP && cur.socks.tcp == nil:
+			c.tcp, err = bindTCP(sc, cur.socks.port())
+		}
+		if err != nil {
+			return abort(err)
+		}
 	}
 	if s.started {
-		for i, svc := range added {
-			if err := s.startService(svc); err != nil {
-				for _, a := range added[:i] {
-					a.close()
-				}
-				return err
+		for _, svc := range added {
+			so, err := s.bind(svc.cfg)
+			if err != nil {
+				return abort(err)
 			}
+			addedSocks = append(addedSocks, so)
 		}
 	}
+
+	// Everything is ready; apply. Breakers of upstreams that leave give up
+	// their verdicts before the new pools take requests.
+	s.upstreams.retireLeaving(keep)
+	var errs []error
 	for _, c := range changes {
 		c.svc.certs.table.Store(c.t)
 		c.svc.router.Store(c.rt)
-		c.svc.trustForwarded.Store(cfgService(cfg, c.svc.cfg.Name).TrustForwardedHeaders)
+		c.svc.trustForwarded.Store(c.sc.TrustForwardedHeaders)
+		if c.relisten {
+			if err := s.relisten(c.svc, c.sc, c.so, c.tcp); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
+		c.svc.cfg = c.sc
 	}
-	for _, svc := range added {
-		s.services[svc.cfg.Name] = svc
+	for i, svc := range added {
+		if s.started {
+			l, err := s.listen(svc, svc.cfg, addedSocks[i])
+			if err != nil {
+				addedSocks[i].close()
+				errs = append(errs, err)
+				continue
+			}
+			svc.setCurrent(l)
+		}
+		s.services[svc.name] = svc
 	}
 	for name, svc := range maps.Clone(s.services) {
 		if !seen[name] {
 			delete(s.services, name)
+			s.leaving[svc] = struct{}{}
 			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), DefaultShutdownTimeout)
+				ctx, cancel := context.WithTimeout(context.Background(), s.grace)
 				defer cancel()
-				_ = svc.shutdown(ctx)
+				if err := svc.shutdown(ctx); err != nil {
+					svc.log.Warn("removed service cut off connections", "error", err)
+				}
+				s.mu.Lock()
+				delete(s.leaving, svc)
+				s.mu.Unlock()
 			}()
 		}
 	}
 	s.pools = pools
 	s.upstreams.swap(keep)
+	return errors.Join(errs...)
+}
+
+// relisten replaces svc's listeners with ones built from sc's settings.
+// With a new address, so holds the new sockets, bound already: the new
+// listeners serve before the old ones stop accepting. At the same address
+// the sockets are kept (tcp is a TCP listener just turned on, if any): a
+// QUIC transport serves one listener, so the old one stops accepting (its
+// handshakes in progress are refused and clients retry them) and the new
+// one takes over the socket at once; datagrams of established connections
+// keep reaching them through the transport. Either way the old listeners
+// then send GOAWAY and finish their requests within the grace. It cannot
+// fail in practice: a QUIC listen fails only on a closed transport.
+func (s *Server) relisten(svc *service, sc ServiceConfig, so *sockets, tcp *tcpFront) error {
+	old := svc.current()
+	moved := so != nil
+	if !moved {
+		so = &sockets{udp: old.socks.udp, tcp: tcp}
+		if sc.TCP && old.socks.tcp != nil {
+			so.tcp = old.socks.tcp
+		}
+		old.ownsTCP.Store(so.tcp == nil)
+		_ = old.ln.Close()
+	}
+	l, err := s.listen(svc, sc, so)
+	if err != nil {
+		if moved {
+			so.close()
+			return fmt.Errorf("%w; the service keeps its old listeners", err)
+		}
+		if tcp != nil {
+			tcp.close()
+		}
+		return fmt.Errorf("%w; the service takes no new QUIC connections until it is reloaded again", err)
+	}
+	svc.setCurrent(l)
+	svc.retire(old, s.grace)
 	return nil
 }
 
-func cfgService(cfg Config, name string) ServiceConfig {
-	for _, sc := range cfg.Services {
-		if sc.Name == name {
-			return sc
-		}
-	}
-	return ServiceConfig{}
+// current returns the serving generation; nil before Start.
+func (svc *service) current() *listeners {
+	svc.mu.Lock()
+	defer svc.mu.Unlock()
+	return svc.cur
 }
 
-// SetUpstreamHealth marks an upstream (by name) healthy or not, for callers
-// that push health rather than implement HealthSource. It reports whether
-// the upstream exists.
-func (s *Server) SetUpstreamHealth(upstream string, healthy bool) bool {
-	u := s.upstreams.lookup(upstream)
-	if u == nil {
-		return false
+func (svc *service) setCurrent(l *listeners) {
+	svc.mu.Lock()
+	svc.cur = l
+	svc.mu.Unlock()
+}
+
+// retire stops l accepting and lets it finish its connections within grace
+// in the background.
+func (svc *service) retire(l *listeners, grace time.Duration) {
+	l.stopAccepting()
+	svc.mu.Lock()
+	svc.retired[l] = struct{}{}
+	svc.mu.Unlock()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), grace)
+		defer cancel()
+		if err := l.shutdown(ctx); err != nil {
+			svc.log.Warn("replaced listeners cut off connections at the end of the grace", "grace", grace, "error", err)
+		}
+		svc.mu.Lock()
+		delete(svc.retired, l)
+		svc.mu.Unlock()
+	}()
+}
+
+// generations returns the serving generation and the retired ones still
+// finishing their connections.
+func (svc *service) generations() []*listeners {
+	svc.mu.Lock()
+	defer svc.mu.Unlock()
+	out := make([]*listeners, 0, 1+len(svc.retired))
+	if svc.cur != nil {
+		out = append(out, svc.cur)
 	}
-	u.healthy.Store(healthy)
-	return true
+	for l := range svc.retired {
+		out = append(out, l)
+	}
+	return out
 }
 
 // Upstream returns the named upstream, or nil.
@@ -441,45 +546,29 @@ func (s *Server) Close() error {
 	for _, svc := range s.services {
 		svc.close()
 	}
+	for svc := range s.leaving {
+		svc.close()
+	}
 	s.upstreams.closeAll()
 	return nil
 }
 
 func (svc *service) shutdown(ctx context.Context) error {
-	if svc.udp == nil {
-		return nil
-	}
-	// Refuse handshakes in progress and new connections; accepted ones live on.
-	_ = svc.ln.Close()
+	gens := svc.generations()
+	errs := make([]error, len(gens))
 	var wg sync.WaitGroup
-	var h3err, h1err error
-	wg.Go(func() { h3err = svc.h3.Shutdown(ctx) })
-	if svc.h1 != nil {
-		wg.Go(func() { h1err = svc.h1.Shutdown(ctx) })
+	for i, l := range gens {
+		wg.Go(func() { errs[i] = l.shutdown(ctx) })
 	}
 	wg.Wait()
-	svc.close()
-	if err := errors.Join(h3err, h1err); err != nil {
-		return fmt.Errorf("service %s: shutdown: %w", svc.cfg.Name, err)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("service %s: shutdown: %w", svc.name, err)
 	}
 	return nil
 }
 
 func (svc *service) close() {
-	if svc.h3 != nil {
-		_ = svc.h3.Close()
+	for _, l := range svc.generations() {
+		l.close()
 	}
-	if svc.h1 != nil {
-		_ = svc.h1.Close()
-	}
-	if svc.ln != nil {
-		_ = svc.ln.Close()
-	}
-	if svc.tr != nil {
-		_ = svc.tr.Close()
-	}
-	if svc.udp != nil {
-		_ = svc.udp.Close()
-	}
-	svc.done.Wait()
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"maps"
 	"math"
 	"net"
 	"net/http"
@@ -17,7 +18,10 @@ import (
 )
 
 // HealthSource tells whether an upstream (by name) is healthy. The shared
-// health package implements it; l7 asks it on every selection, so it must be cheap.
+// health package implements it (health.Registry.Upstreams); l7 asks it on
+// every selection, so it must be cheap. It is the only health state the
+// pools follow: the breakers report into it (see BreakerToHealth), they do
+// not keep a second flag.
 type HealthSource interface {
 	Healthy(upstream string) bool
 }
@@ -33,13 +37,13 @@ type Upstream struct {
 	health    HealthSource
 	breaker   *Breaker
 
-	healthy  atomic.Bool  // set by SetUpstreamHealth; AND-ed with health
-	inflight atomic.Int64 // requests in flight
-	ewmaNS   atomic.Int64 // EWMA of latency to response headers, ns; 0 = no sample
+	inflight atomic.Int64  // requests in flight
+	requests atomic.Uint64 // requests sent, retries included
+	ewmaNS   atomic.Int64  // EWMA of latency to response headers, ns; 0 = no sample
 	weight   int
 }
 
-func newUpstream(cfg UpstreamConfig, bc BreakerConfig, health HealthSource, onChange func(string, BreakerState, BreakerState)) (*Upstream, error) {
+func newUpstream(cfg UpstreamConfig, bc BreakerConfig, health HealthSource, onChange func(BreakerChange)) (*Upstream, error) {
 	u := &Upstream{cfg: cfg, name: cfg.Name, health: health, weight: cfg.Weight}
 	if u.name == "" {
 		u.name = cfg.Address
@@ -50,7 +54,6 @@ func newUpstream(cfg UpstreamConfig, bc BreakerConfig, health HealthSource, onCh
 	if u.cfg.Protocol == "" {
 		u.cfg.Protocol = ProtoH1
 	}
-	u.healthy.Store(true)
 	u.breaker = NewBreaker(u.name, bc, onChange)
 	if err := u.buildTransport(); err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", u.name, err)
@@ -135,11 +138,8 @@ func (u *Upstream) buildTransport() error {
 // Name is the upstream's name (its Address unless configured).
 func (u *Upstream) Name() string { return u.name }
 
-// Healthy reports the health source's verdict and the manual mark.
+// Healthy reports the health source's verdict; without one, true.
 func (u *Upstream) Healthy() bool {
-	if !u.healthy.Load() {
-		return false
-	}
 	return u.health == nil || u.health.Healthy(u.name)
 }
 
@@ -158,8 +158,12 @@ func (u *Upstream) Available() bool {
 	return u.Healthy() && !u.Full() && u.breaker.OK()
 }
 
-// InFlight is the number of requests in flight.
+// InFlight is the number of requests in flight, from the send to the end
+// of the response body: what a drain waits on.
 func (u *Upstream) InFlight() int64 { return u.inflight.Load() }
+
+// Requests is the number of requests sent to the upstream, retries included.
+func (u *Upstream) Requests() uint64 { return u.requests.Load() }
 
 // Breaker returns the upstream's circuit breaker.
 func (u *Upstream) Breaker() *Breaker { return u.breaker }
@@ -176,6 +180,7 @@ func (u *Upstream) begin() bool {
 		u.inflight.Add(-1)
 		return false
 	}
+	u.requests.Add(1)
 	return true
 }
 
@@ -207,7 +212,7 @@ type upstreamSet struct {
 	m  map[string]*Upstream
 }
 
-func (s *upstreamSet) get(cfg UpstreamConfig, bc BreakerConfig, health HealthSource, onChange func(string, BreakerState, BreakerState), keep map[string]*Upstream) (*Upstream, error) {
+func (s *upstreamSet) get(cfg UpstreamConfig, bc BreakerConfig, health HealthSource, onChange func(BreakerChange), keep map[string]*Upstream) (*Upstream, error) {
 	name := cfg.Name
 	if name == "" {
 		name = cfg.Address
@@ -246,6 +251,20 @@ func (s *upstreamSet) swap(keep map[string]*Upstream) {
 	for name, u := range old {
 		if keep[name] != u {
 			u.closeIdle()
+		}
+	}
+}
+
+// retireLeaving retires the breakers of upstreams that keep does not hold
+// (removed, or replaced by a changed config), before the new set takes
+// requests, so their last verdict is withdrawn from the health source.
+func (s *upstreamSet) retireLeaving(keep map[string]*Upstream) {
+	s.mu.Lock()
+	old := maps.Clone(s.m)
+	s.mu.Unlock()
+	for name, u := range old {
+		if keep[name] != u {
+			u.breaker.retire("upstream removed or replaced by a reload")
 		}
 	}
 }
