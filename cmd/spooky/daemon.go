@@ -107,13 +107,13 @@ func newDaemon(ctx context.Context, opts daemonOptions, cfg *config.Config, log 
 		}
 		d.tiers = append(d.tiers, d.xdp)
 	}
-	d.l7 = &l7Tier{log: log, health: d.health}
-	d.tiers = append(d.tiers, d.l7)
 	mo := metrics.Options{Health: d.health, Logger: log}
 	if d.xdp != nil {
 		mo.XDPStats = func() (*forwarder.Stats, error) { return forwarder.ReadStats(opts.pinRoot, opts.iface) }
 	}
 	d.metrics = metrics.New(mo)
+	d.l7 = &l7Tier{log: log, health: d.health, metrics: d.metrics}
+	d.tiers = append(d.tiers, d.l7)
 	d.ops = &opsTier{m: d.metrics, log: log, admin: d}
 	d.tiers = append(d.tiers, d.ops)
 	// A backend's change re-plans the XDP tables; upstreams are read by
@@ -227,9 +227,9 @@ func (d *daemon) reloadLocked(ctx context.Context) (string, error) {
 		}
 		return "", err
 	}
+	d.forgetRemoved(next)
 	d.cfg = next
 	d.loadedAt = time.Now()
-	d.forgetRemoved(next)
 	d.log.Info("reloaded", "config", d.opts.path)
 	return changes, nil
 }
@@ -239,6 +239,13 @@ func (d *daemon) reloadLocked(ctx context.Context) (string, error) {
 func (d *daemon) forgetRemoved(cfg *config.Config) {
 	known := configTargets(cfg)
 	d.health.Forget(func(t health.Target) bool { return known[t] })
+	for _, p := range d.cfg.Pools {
+		for _, u := range p.Upstreams {
+			if !known[health.Upstream(u.Address)] {
+				d.metrics.ForgetBreaker(u.Address)
+			}
+		}
+	}
 }
 
 // configTargets lists every backend and upstream of cfg as health targets.

@@ -9,14 +9,16 @@ import (
 	"github.com/spooky-lb/spooky/config"
 	"github.com/spooky-lb/spooky/health"
 	"github.com/spooky-lb/spooky/l7"
+	"github.com/spooky-lb/spooky/metrics"
 )
 
 // l7Tier is the HTTP/3 request tier; it starts with the first config that
 // has l7 services. Its pools read the daemon's health registry.
 type l7Tier struct {
-	srv    *l7.Server
-	log    *slog.Logger
-	health *health.Registry
+	srv     *l7.Server
+	log     *slog.Logger
+	health  *health.Registry
+	metrics *metrics.Metrics
 }
 
 func (t *l7Tier) apply(_ context.Context, cfg *config.Config) error {
@@ -24,7 +26,16 @@ func (t *l7Tier) apply(_ context.Context, cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("l7: %w", err)
 	}
+	// Pools follow the one registry; breakers are its passive source and
+	// the metrics see every change and request.
 	c.Health = t.health.Upstreams()
+	toHealth := l7.BreakerToHealth(t.health)
+	c.OnBreakerStateChange = func(ch l7.BreakerChange) {
+		toHealth(ch)
+		t.metrics.SetBreakerState(ch.Upstream, ch.To.String())
+	}
+	c.Observer = t.metrics
+	c.ReloadGrace = shutdownGrace
 	if t.srv != nil {
 		return t.srv.Reload(c)
 	}
@@ -57,12 +68,14 @@ func (t *l7Tier) fillUpstream(up *admin.Upstream) {
 	if t.srv == nil {
 		return
 	}
-	u := t.srv.Upstream(up.Name)
-	if u == nil {
-		return
+	for _, u := range t.srv.UpstreamStatus() {
+		if u.Name == up.Name {
+			up.Breaker = breakerName(u.Breaker)
+			up.InFlight = u.InFlight
+			up.Requests = u.Requests
+			return
+		}
 	}
-	up.Breaker = breakerName(u.Breaker().State())
-	up.InFlight = u.InFlight()
 }
 
 // inFlight returns the requests in flight to the upstream named name.
