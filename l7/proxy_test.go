@@ -530,7 +530,10 @@ func TestUpstreamConnectionsAreReused(t *testing.T) {
 		conns *atomic.Int64
 		max   int64
 	}{
-		{"HTTP/1.1 upstream connections are kept alive and reused", "/h1", &h1Conns, workers},
+		// net/http may dial a new connection while another is on its
+		// way back to the idle pool, so a busy machine sees a few more
+		// than workers; without reuse it would be one per request.
+		{"HTTP/1.1 upstream connections are kept alive and reused", "/h1", &h1Conns, 2 * workers},
 		{"one HTTP/3 upstream connection carries every request", "/h3", &h3Conns, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

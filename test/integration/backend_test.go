@@ -77,6 +77,7 @@ type backend struct {
 	cfg      cid.Config
 	cmd      *exec.Cmd
 	log      *syncBuffer
+	killed   bool // by kill: cleanup has nothing left to stop
 }
 
 // mustStartBackend runs spooky-backend in host h, bound to addr, and waits
@@ -132,6 +133,9 @@ func mustStartBackend(tb testing.TB, h *netns.Host, name string, addr netip.Addr
 // mustStop sends SIGTERM and expects a clean exit within the grace period.
 func (b *backend) mustStop(tb testing.TB) {
 	tb.Helper()
+	if b.killed {
+		return
+	}
 	_ = b.cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan error, 1)
 	go func() { done <- b.cmd.Wait() }()
@@ -144,6 +148,13 @@ func (b *backend) mustStop(tb testing.TB) {
 		_ = b.cmd.Process.Kill()
 		tb.Errorf("%s did not exit within 10s of SIGTERM; log:\n%s", b.name, b.log)
 	}
+}
+
+// kill ends the backend at once, as a crash would.
+func (b *backend) kill() {
+	b.killed = true
+	_ = b.cmd.Process.Kill()
+	_ = b.cmd.Wait()
 }
 
 // mustHTTP3Client returns an HTTP/3 client whose packets leave from a UDP
