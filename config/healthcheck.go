@@ -50,7 +50,7 @@ func ParseStatusRange(s string) (StatusRange, error) {
 // StatusRanges returns ExpectStatus parsed. Entries that do not parse,
 // which validation rejects, are left out.
 func (h *HealthCheckConfig) StatusRanges() []StatusRange {
-	out := make([]StatusRange, 0, len(h.ExpectStatus))
+	var out []StatusRange
 	for _, s := range h.ExpectStatus {
 		if r, err := ParseStatusRange(s); err == nil {
 			out = append(out, r)
