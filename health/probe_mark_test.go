@@ -2,17 +2,25 @@ package health
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
+	"net/http"
+	"net/netip"
 	"os"
 	"runtime"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/spooky-lb/spooky/config"
+	"github.com/spooky-lb/spooky/test/netns"
 )
 
 func skipUnlessRoot(tb testing.TB) {
@@ -132,4 +140,129 @@ func dropThreadCaps(caps ...int) error {
 		data[c/32].Effective &^= 1 << (c % 32)
 	}
 	return unix.Capset(&hdr, &data[0])
+}
+
+// TestMarkSteersAProbeOfTheVIP builds a lab in which two direct-server-
+// return backends hold the VIP and the load-balancer host routes the VIP
+// by socket mark (ip rule fwmark → a table whose route to the VIP goes via
+// one backend), and probes the VIP from the load-balancer host: each mark
+// reaches its own backend, and an unmarked probe reaches none.
+func TestMarkSteersAProbeOfTheVIP(t *testing.T) {
+	lab := netns.New(t, netns.Config{Backends: 2})
+	vip := netns.VIPv4
+	var certs []testCert
+	for i, b := range lab.Backends {
+		name := fmt.Sprintf("backend-%d", i)
+		certs = append(certs, mustCert(t, name+".example.test"))
+		if err := b.AddVIP(vip); err != nil {
+			t.Fatal(err)
+		}
+		mustServeInNamespace(t, b, vip, name, certs[i])
+	}
+	if err := lab.LB.Do(func() error {
+		for i := range lab.Backends {
+			rule := netlink.NewRule()
+			rule.Mark, rule.Table, rule.Priority = uint32(i+1), 100+i, 100+i
+			if err := netlink.RuleAdd(rule); err != nil {
+				return fmt.Errorf("add rule: %w", err)
+			}
+			route := &netlink.Route{LinkIndex: lab.LB.Index, Dst: &net.IPNet{IP: vip.AsSlice(), Mask: net.CIDRMask(32, 32)},
+				Gw: netns.BackendIPv4(i).AsSlice(), Table: 100 + i}
+			if err := netlink.RouteAdd(route); err != nil {
+				return fmt.Errorf("add route: %w", err)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	quicTo := func(mark uint32, backend int) Probe {
+		return Probe{Type: config.CheckQUIC, Addr: vip.String() + ":443", Mark: mark, Timeout: 500 * time.Millisecond,
+			TLS: ProbeTLS{ServerName: fmt.Sprintf("backend-%d.example.test", backend), CAFile: certs[backend].certFile, Verify: true}}
+	}
+	http3Body := func(mark uint32, body string) Probe {
+		return Probe{Type: config.CheckHTTP3, Addr: vip.String() + ":443", Mark: mark, Body: body, Timeout: 500 * time.Millisecond}
+	}
+	tcpTo := func(mark uint32) Probe {
+		return Probe{Type: config.CheckTCP, Addr: vip.String() + ":80", Mark: mark, Timeout: 500 * time.Millisecond}
+	}
+	for _, tc := range []struct {
+		name  string
+		probe Probe
+		ok    bool
+		want  []string
+	}{
+		{"mark 1 reaches backend 0, whose certificate verifies", quicTo(1, 0), true, []string{"handshake"}},
+		{"mark 2 reaches backend 1, not backend 0", quicTo(2, 0), false, []string{"handshake: ", "valid for backend-1.example.test, not backend-0"}},
+		{"mark 2 reaches backend 1, whose certificate verifies", quicTo(2, 1), true, []string{"handshake"}},
+		{"an unmarked probe reaches no backend", quicTo(0, 0), false, []string{"timeout after 500ms"}},
+		{"an http3 probe with mark 2 is answered by backend 1", http3Body(2, "^backend-1$"), true, []string{"200"}},
+		{"an http3 probe with mark 1 is answered by backend 0", http3Body(1, "^backend-1$"), false, []string{"body does not match"}},
+		{"a tcp probe with mark 2 connects to backend 1, which listens", tcpTo(2), true, []string{"connected"}},
+		{"a tcp probe with mark 1 is refused by backend 0, which does not", tcpTo(1), false, []string{"connect: connection refused"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var o outcome
+			// The probe's socket is made inside the load balancer's
+			// namespace (net/http dials on goroutines of its own, so the
+			// http types cannot be tested so).
+			if err := lab.LB.Do(func() error { o = probeOnce(t, tc.probe); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if o.ok != tc.ok || o.local || !matches(o.detail, tc.want...) {
+				t.Fatalf("probe = %+v, want ok %v and a reason with %q", o, tc.ok, tc.want)
+			}
+		})
+	}
+}
+
+// mustServeInNamespace runs, on h, an HTTP/3 server on vip:443 that
+// answers every request with name and, on backend-1 only, a TCP listener
+// on vip:80.
+func mustServeInNamespace(tb testing.TB, h *netns.Host, vip netip.Addr, name string, cert testCert) {
+	tb.Helper()
+	var pc net.PacketConn
+	var ln net.Listener
+	if err := h.Do(func() error {
+		var err error
+		if pc, err = net.ListenPacket("udp4", netip.AddrPortFrom(vip, 443).String()); err != nil {
+			return err
+		}
+		if name == "backend-1" {
+			ln, err = net.Listen("tcp4", netip.AddrPortFrom(vip, 80).String())
+		}
+		return err
+	}); err != nil {
+		tb.Fatal(err)
+	}
+	tr := &quic.Transport{Conn: pc}
+	qln, err := tr.Listen(http3.ConfigureTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert.tls}}), &quic.Config{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv := &http3.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, name) })}
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = srv.ServeListener(qln) })
+	if ln != nil {
+		wg.Go(func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		})
+	}
+	tb.Cleanup(func() {
+		srv.Close()
+		qln.Close()
+		tr.Close()
+		pc.Close()
+		if ln != nil {
+			ln.Close()
+		}
+		wg.Wait()
+	})
 }
