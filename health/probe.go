@@ -196,7 +196,13 @@ func judgeResponse(ctx context.Context, timeout time.Duration, status int, body 
 // tlsConfig builds the client TLS configuration; an unreadable CA file is
 // a local error.
 func (t ProbeTLS) tlsConfig(nextProtos ...string) (*tls.Config, error) {
-	c := &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: !t.Verify, NextProtos: nextProtos}
+	c := &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: !t.Verify, NextProtos: nextProtos,
+		// No post-quantum key share: a probe's secrets guard nothing worth
+		// one, and ML-KEM's 1184 octets make a QUIC ClientHello span two
+		// packets and double a probe's CPU. The key share is X25519's; a
+		// server without it asks for P-256 (RFC 8446 §4.1.4), which TLS 1.3
+		// servers must support (§9.1).
+		CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256}}
 	if t.Verify && t.CAFile != "" {
 		pem, err := os.ReadFile(t.CAFile)
 		if err != nil {

@@ -17,8 +17,11 @@ func mustHTTPServer(tb testing.TB, h http.Handler, mode string, cert testCert) *
 	srv := httptest.NewUnstartedServer(h)
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // failed handshakes are the point of some tests
 	switch mode {
-	case "https":
+	case "https", "https-p256":
 		srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert.tls}}
+		if mode == "https-p256" {
+			srv.TLS.CurvePreferences = []tls.CurveID{tls.CurveP256}
+		}
 		srv.EnableHTTP2 = true
 		srv.StartTLS()
 	case "h2c":
@@ -95,6 +98,13 @@ func TestHTTPProbe(t *testing.T) {
 		if !o.ok || host != "api.example.test" || uri != "/healthz?deep=1" || ua != userAgent || proto != "HTTP/2.0" {
 			t.Fatalf("probe %+v; server saw host %q, uri %q, user agent %q, %s; want api.example.test, /healthz?deep=1, %s, HTTP/2.0 (offered by ALPN)",
 				o, host, uri, ua, proto, userAgent)
+		}
+	})
+	t.Run("a server that has only P-256 for key exchange is still reached", func(t *testing.T) {
+		h.set(200, "")
+		p256 := mustHTTPServer(t, h, "https-p256", cert).Listener.Addr().String()
+		if o := probeOnce(t, Probe{Type: config.CheckHTTPS, Addr: p256, Timeout: time.Second}); !o.ok {
+			t.Fatalf("probe = %+v", o)
 		}
 	})
 	t.Run("an h2c probe speaks HTTP/2 to a server that speaks nothing else", func(t *testing.T) {
