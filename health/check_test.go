@@ -170,7 +170,7 @@ func TestCheckerRiseAndFallOnServerDeath(t *testing.T) {
 				addr, start, stop, served = srv.addr, srv.start, srv.stop, srv.accepts.Load
 			} else {
 				srv := mustH3Server(t, cert, newHandler())
-				addr, start, stop, served = srv.addr, srv.start, srv.stop, srv.handshakes.Load
+				addr, start, stop, served = srv.addr, srv.start, srv.stop, srv.accepted.Load
 			}
 			reg := NewRegistry(nil)
 			rec := &recorder{}

@@ -212,26 +212,27 @@ func (s *tcpServer) stop() {
 }
 
 // h3Server is a quic-go HTTP/3 server on a fixed loopback UDP port that
-// counts completed handshakes; it can be stopped and started again.
+// counts the connections it accepts and records how each ended; it can be
+// stopped and started again on the same port.
 type h3Server struct {
-	tb         testing.TB
-	addr       string
-	cert       testCert
-	h          *handler
-	srv        *http3.Server
-	udp        net.PacketConn
-	tr         *quic.Transport
-	ln         *quic.Listener
-	wg         sync.WaitGroup
-	handshakes atomic.Int64
+	tb       testing.TB
+	addr     string
+	cert     testCert
+	h        *handler
+	srv      *http3.Server
+	udp      net.PacketConn
+	tr       *quic.Transport
+	ln       *quic.EarlyListener
+	wg       sync.WaitGroup
+	accepted atomic.Int64
 
 	mu     sync.Mutex
-	closes []error // why each connection ended, as the server saw it
+	closes map[int64]error // why connection n (from 1) ended, as the server saw it
 }
 
 func mustH3Server(tb testing.TB, cert testCert, h *handler) *h3Server {
 	tb.Helper()
-	s := &h3Server{tb: tb, addr: "127.0.0.1:0", cert: cert, h: h}
+	s := &h3Server{tb: tb, addr: "127.0.0.1:0", cert: cert, h: h, closes: map[int64]error{}}
 	s.start()
 	tb.Cleanup(s.stop)
 	return s
@@ -245,9 +246,11 @@ func (s *h3Server) start() {
 	}
 	s.udp, s.addr = udp, udp.LocalAddr().String()
 	s.tr = &quic.Transport{Conn: udp}
-	// Listen, not ListenEarly: Accept returns a connection once its
-	// handshake is complete, so the count below is of handshakes.
-	ln, err := s.tr.Listen(http3.ConfigureTLSConfig(&tls.Config{Certificates: []tls.Certificate{s.cert.tls}}), &quic.Config{})
+	// ListenEarly: a connection is queued for Accept once the server has
+	// sent its handshake flight, before the client can finish (and close),
+	// so every connection a probe makes is accepted and counted. Listen
+	// would drop one that closes before Accept takes it.
+	ln, err := s.tr.ListenEarly(http3.ConfigureTLSConfig(&tls.Config{Certificates: []tls.Certificate{s.cert.tls}}), &quic.Config{})
 	if err != nil {
 		s.tb.Fatalf("listen quic: %v", err)
 	}
@@ -259,26 +262,24 @@ func (s *h3Server) start() {
 			if err != nil {
 				return
 			}
-			s.handshakes.Add(1)
+			n := s.accepted.Add(1)
 			s.wg.Go(func() { _ = s.srv.ServeQUICConn(c) })
 			s.wg.Go(func() {
 				<-c.Context().Done()
 				s.mu.Lock()
-				s.closes = append(s.closes, context.Cause(c.Context()))
+				s.closes[n] = context.Cause(c.Context())
 				s.mu.Unlock()
 			})
 		}
 	})
 }
 
-// lastClose returns why the last connection ended, once one has.
-func (s *h3Server) lastClose() error {
+// closeOf returns why the n-th accepted connection ended, or nil while it
+// has not.
+func (s *h3Server) closeOf(n int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.closes) == 0 {
-		return nil
-	}
-	return s.closes[len(s.closes)-1]
+	return s.closes[n]
 }
 
 func (s *h3Server) stop() {

@@ -86,7 +86,10 @@ func (q *quicProber) probe(ctx context.Context) outcome {
 	if q.h3 == nil {
 		// A clean close: no error (RFC 9000 §10.2) in the application's
 		// terms: H3_NO_ERROR for HTTP/3 (RFC 9114 §8.1), 0 otherwise, which
-		// is DOQ_NO_ERROR for DNS over QUIC (RFC 9250 §4.3).
+		// is DOQ_NO_ERROR for DNS over QUIC (RFC 9250 §4.3). A server that
+		// has not yet confirmed the handshake may read it as the
+		// APPLICATION_ERROR that stands for any application close in a
+		// Handshake packet (RFC 9000 §10.2.3).
 		code := quic.ApplicationErrorCode(0)
 		if q.tls.NextProtos[0] == http3.NextProtoH3 {
 			code = quic.ApplicationErrorCode(http3.ErrCodeNoError)
