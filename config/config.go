@@ -343,8 +343,9 @@ type HealthCheckConfig struct {
 	// ranges (200-299) or classes (2xx). If empty, 200-399.
 	ExpectStatus []string `yaml:"expect_status"`
 	// Body (http types) is an RE2 expression (package regexp) that must
-	// match within the first 64 KiB of the response body; plain text
-	// matches as a substring. If empty, the body is not read.
+	// match within the first 64 KiB of the response body; text without
+	// regexp metacharacters matches as a substring. If empty, the body is
+	// not read.
 	Body string `yaml:"body"`
 	// ALPN (quic) is the application protocol offered in the handshake
 	// (RFC 7301), e.g. doq for DNS over QUIC (RFC 9250 §4.1.1). If empty,
