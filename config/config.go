@@ -45,11 +45,6 @@ const (
 	DefaultRouteTimeout      = 30 * time.Second
 	DefaultRetryCount        = 2
 	DefaultRetryBudget       = 5 * time.Second
-	DefaultCheckInterval     = 2 * time.Second
-	DefaultCheckTimeout      = time.Second
-	DefaultCheckRise         = 2
-	DefaultCheckFall         = 3
-	DefaultCheckPath         = "/"
 	DefaultBreakerFailures   = 5
 	DefaultBreakerErrorRatio = 0.5
 	DefaultBreakerWindow     = 10 * time.Second
@@ -290,22 +285,109 @@ type BackendConfig struct {
 	ServerID Hex `yaml:"server_id"`
 }
 
-// HealthCheckConfig is an active health check.
+// Defaults of HealthCheckConfig, each stated on its field.
+const (
+	DefaultCheckInterval     = 2 * time.Second
+	DefaultCheckTimeout      = time.Second
+	DefaultCheckRise         = 2
+	DefaultCheckFall         = 3
+	DefaultCheckPath         = "/"
+	DefaultCheckExpectStatus = "200-399"
+	DefaultCheckALPN         = "h3"
+	DefaultCheckJitter       = 0.1
+	DefaultCheckAddress      = CheckAddressVIP
+)
+
+// MaxCheckJitter bounds jitter: at 0.5 the shortest gap between two probes
+// of one target is still half the interval.
+const MaxCheckJitter = 0.5
+
+// CheckAddress says where an l4 service's check connects.
+type CheckAddress string
+
+// Check addresses.
+const (
+	// CheckAddressVIP probes the service's VIP; the probe's socket mark
+	// steers it to the one backend it checks, so it reaches the backend
+	// the way clients do (through the forwarding path, to a server bound
+	// to the VIP as direct server return needs).
+	CheckAddressVIP CheckAddress = "vip"
+	// CheckAddressBackend probes the backend's own address.
+	CheckAddressBackend CheckAddress = "backend"
+)
+
+// HealthCheckConfig is an active health check. A target counts as healthy
+// until Fall consecutive probes fail, so a new or reloaded target takes
+// traffic at once (as HAProxy starts a new server up).
+//
+// For a pool, the upstream's scheme picks the transport: an http, https
+// or http3 check becomes http (h2c:// speaks cleartext HTTP/2), https or
+// http3 as each upstream speaks, and a tcp or quic check becomes a TCP
+// connect or, for h3://, a QUIC handshake.
+//
+// Certificates (https, http3, quic) are verified only when the check is
+// told whom to expect: a CA or a server name, on the check or (for an
+// upstream) on the upstream's tls. A check asks whether the server is up,
+// not who it is; without either it accepts any certificate, so a backend
+// with a self-signed or expired certificate still passes a handshake check.
 type HealthCheckConfig struct {
 	// Type is http3, https, http, tcp or quic. Required.
 	Type CheckType `yaml:"type"`
-	// Port to probe. If zero, the backend's or upstream's own port.
+	// Address (l4) is vip or backend: probe the VIP, steered to the
+	// backend, or the backend's own address. If empty, vip.
+	Address CheckAddress `yaml:"address"`
+	// Port to probe. If zero, the service's port (address: vip) or the
+	// backend's or upstream's own port.
 	Port int `yaml:"port"`
 	// Path (http types) is the request path. If empty, /.
 	Path string `yaml:"path"`
+	// Host (http types) is the Host header (:authority in HTTP/3). If
+	// empty, the probed address.
+	Host string `yaml:"host"`
+	// ExpectStatus (http types) lists the statuses that pass: codes (200),
+	// ranges (200-299) or classes (2xx). If empty, 200-399.
+	ExpectStatus []string `yaml:"expect_status"`
+	// Body (http types) is an RE2 expression (package regexp) that must
+	// match within the first 64 KiB of the response body; text without
+	// regexp metacharacters matches as a substring. If empty, the body is
+	// not read.
+	Body string `yaml:"body"`
+	// ALPN (quic) is the application protocol offered in the handshake
+	// (RFC 7301), e.g. doq for DNS over QUIC (RFC 9250 §4.1.1). If empty,
+	// h3. http3 checks always offer h3.
+	ALPN string `yaml:"alpn"`
+	// ServerName (https, http3, quic) is sent as SNI and, when set,
+	// verified. If empty: for an upstream its tls.server_name or host;
+	// for a backend no SNI and no verification unless tls.ca is set.
+	ServerName string `yaml:"server_name"`
+	// TLS (https, http3, quic) says how the certificate is verified.
+	TLS HealthCheckTLSConfig `yaml:"tls"`
 	// Interval between probes. If zero, 2s.
 	Interval time.Duration `yaml:"interval"`
+	// Jitter keeps the probes of many targets from falling into step:
+	// each gap is Interval times a random factor in [1-Jitter, 1+Jitter].
+	// 0 to 0.5. If left out, 0.1. Whatever it is, a target's first probe
+	// comes at a random point within the first interval.
+	Jitter float64 `yaml:"jitter"`
 	// Timeout of one probe, at most Interval. If zero, 1s.
 	Timeout time.Duration `yaml:"timeout"`
-	// Rise is how many consecutive passes make a target healthy. If zero, 2.
+	// Rise is how many consecutive passes make a failed target healthy
+	// again. If zero, 2.
 	Rise int `yaml:"rise"`
 	// Fall is how many consecutive failures make it unhealthy. If zero, 3.
 	Fall int `yaml:"fall"`
+}
+
+// HealthCheckTLSConfig says how a check verifies a certificate.
+type HealthCheckTLSConfig struct {
+	// CA is a PEM file of the CAs to trust; setting it turns verification
+	// on. If empty: for an upstream its tls.ca, else the system's roots
+	// (used only when a server name asks for verification). Relative
+	// paths are relative to the configuration file.
+	CA string `yaml:"ca"`
+	// InsecureSkipVerify accepts any certificate even when a CA or server
+	// name is set.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
 }
 
 // TLSConfig is one certificate and the server names it serves.

@@ -32,7 +32,7 @@ func (c *Config) setDefaults(present func(path string) bool) {
 			def(d, fmt.Sprintf("%s.backends[%d].weight", p, j), &s.Backends[j].Weight, DefaultBackendWeight)
 		}
 		if s.HealthCheck != nil {
-			s.HealthCheck.setDefaults(d, p+".health_check")
+			s.HealthCheck.setDefaults(d, p+".health_check", true)
 		}
 		for j := range s.Routes {
 			def(d, fmt.Sprintf("%s.routes[%d].timeout", p, j), &s.Routes[j].Timeout, DefaultRouteTimeout)
@@ -55,16 +55,28 @@ func (c *Config) setDefaults(present func(path string) bool) {
 		def(d, p+".circuit_breaker.open_for", &cb.OpenFor, DefaultBreakerOpenFor)
 		def(d, p+".circuit_breaker.half_open_probes", &cb.HalfOpenProbes, DefaultBreakerProbes)
 		if pl.HealthCheck != nil {
-			pl.HealthCheck.setDefaults(d, p+".health_check")
+			pl.HealthCheck.setDefaults(d, p+".health_check", false)
 		}
 	}
 }
 
-func (h *HealthCheckConfig) setDefaults(d defaulter, p string) {
+// setDefaults fills a check's defaults; l4 says whether it belongs to an
+// l4 service (which alone chooses an address).
+func (h *HealthCheckConfig) setDefaults(d defaulter, p string, l4 bool) {
 	if h.Type.IsHTTP() {
 		def(d, p+".path", &h.Path, DefaultCheckPath)
+		if len(h.ExpectStatus) == 0 && !d(p+".expect_status") {
+			h.ExpectStatus = []string{DefaultCheckExpectStatus}
+		}
+	}
+	if h.Type == CheckQUIC {
+		def(d, p+".alpn", &h.ALPN, DefaultCheckALPN)
+	}
+	if l4 {
+		def(d, p+".address", &h.Address, DefaultCheckAddress)
 	}
 	def(d, p+".interval", &h.Interval, DefaultCheckInterval)
+	def(d, p+".jitter", &h.Jitter, DefaultCheckJitter)
 	def(d, p+".timeout", &h.Timeout, DefaultCheckTimeout)
 	def(d, p+".rise", &h.Rise, DefaultCheckRise)
 	def(d, p+".fall", &h.Fall, DefaultCheckFall)

@@ -103,6 +103,9 @@ func (c *Config) resolvePaths(dir string) {
 			resolvePath(dir, &c.Pools[i].Upstreams[j].TLS.CA)
 		}
 	}
+	for _, h := range c.healthChecks() {
+		resolvePath(dir, &h.TLS.CA)
+	}
 }
 
 func resolvePath(dir string, p *string) {

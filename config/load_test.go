@@ -92,7 +92,7 @@ services:
       - {config_id: 3, server_id_len: 2, nonce_len: 4, key: 000102030405060708090A0B0C0D0E0F}
     backends:
       - {name: a, address: "2001:db8:1::1", weight: 7, server_id: 0001}
-    health_check: {type: http3, port: 8443, interval: 500ms, timeout: 100ms, rise: 1, fall: 1}
+    health_check: {type: http3, address: backend, port: 8443, interval: 500ms, jitter: 0, timeout: 100ms, rise: 1, fall: 1}
 `)
 	s := c.Services[0]
 	want := ServiceConfig{
@@ -101,8 +101,9 @@ services:
 		CID: []CIDConfig{{ConfigID: 3, ServerIDLen: 2, NonceLen: 4, Key: Hex{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}}},
 		Backends: []BackendConfig{{Name: "a", Address: netip.MustParseAddr("2001:db8:1::1"), Weight: 7,
 			ServerID: Hex{0x00, 0x01}}}, // unquoted 0001 is read as written, not as the integer 1
-		HealthCheck: &HealthCheckConfig{Type: CheckHTTP3, Port: 8443, Path: "/", Interval: 500 * time.Millisecond,
-			Timeout: 100 * time.Millisecond, Rise: 1, Fall: 1},
+		HealthCheck: &HealthCheckConfig{Type: CheckHTTP3, Address: CheckAddressBackend, Port: 8443, Path: "/",
+			ExpectStatus: []string{"200-399"}, Interval: 500 * time.Millisecond, Timeout: 100 * time.Millisecond,
+			Rise: 1, Fall: 1}, // an explicit jitter: 0 stays 0
 	}
 	if !reflect.DeepEqual(s, want) {
 		t.Errorf("service\ngot  %+v\nwant %+v", s, want)

@@ -403,7 +403,7 @@ func (v *validator) l4(s *ServiceConfig, p string, sidLen int) {
 		}
 	}
 	if s.HealthCheck != nil {
-		v.healthCheck(s.HealthCheck, p+".health_check")
+		v.healthCheck(s.HealthCheck, p+".health_check", true)
 	}
 }
 
@@ -661,7 +661,7 @@ func (v *validator) pool(pl *PoolConfig, p string) {
 	v.positiveDur(cp+".open_for", cb.OpenFor)
 	v.positive(cp+".half_open_probes", cb.HalfOpenProbes)
 	if pl.HealthCheck != nil {
-		v.healthCheck(pl.HealthCheck, p+".health_check")
+		v.healthCheck(pl.HealthCheck, p+".health_check", false)
 	}
 }
 
@@ -700,23 +700,89 @@ func validPort(s string) bool {
 	return err == nil && isDigits(s) && n >= 1 && n <= 65535
 }
 
-func (v *validator) healthCheck(h *HealthCheckConfig, p string) {
+// healthCheck checks an l4 service's (l4) or a pool's health check.
+// Fields the check's type does not use are errors, not silently ignored.
+func (v *validator) healthCheck(h *HealthCheckConfig, p string, l4 bool) {
 	if h.Type == "" {
 		v.missing(p + ".type")
 	} else {
 		oneOf(v, p+".type", h.Type, CheckHTTP3, CheckHTTPS, CheckHTTP, CheckTCP, CheckQUIC)
 	}
-	v.port(p+".port", h.Port, false)
+	known := h.Type != ""
+	onlyFor := func(key string, set, ok bool, types string) {
+		if set && known && !ok {
+			v.keyErrorf(p+"."+key, "%s: only %s checks use it", key, types)
+		}
+	}
+	usesTLS := h.Type == CheckHTTPS || h.Type == CheckHTTP3 || h.Type == CheckQUIC
+	if !l4 {
+		// A pool's upstream scheme picks the transport, so an http check
+		// of an https:// upstream speaks TLS and a tcp check of an h3://
+		// upstream is a QUIC handshake (see HealthCheckConfig).
+		usesTLS = known
+	}
+	onlyFor("path", h.Path != "", h.Type.IsHTTP(), "http, https and http3")
+	onlyFor("host", h.Host != "", h.Type.IsHTTP(), "http, https and http3")
+	onlyFor("expect_status", len(h.ExpectStatus) > 0, h.Type.IsHTTP(), "http, https and http3")
+	onlyFor("body", h.Body != "", h.Type.IsHTTP(), "http, https and http3")
+	onlyFor("alpn", h.ALPN != "", h.Type == CheckQUIC, "quic")
+	onlyFor("server_name", h.ServerName != "", usesTLS, "https, http3 and quic")
+	onlyFor("tls", h.TLS != (HealthCheckTLSConfig{}), usesTLS, "https, http3 and quic")
+
 	switch {
-	case h.Type.IsHTTP() && !strings.HasPrefix(h.Path, "/"):
-		v.errorf(p+".path", "path: %q does not start with /", h.Path)
-	case !h.Type.IsHTTP() && h.Type != "" && h.Path != "":
-		v.keyErrorf(p+".path", "path: only http, https and http3 checks send a path")
+	case !l4 && h.Address != "":
+		v.keyErrorf(p+".address", "address: only l4 services choose where to probe; a pool probes each upstream's address")
+	case l4:
+		oneOf(v, p+".address", h.Address, CheckAddressVIP, CheckAddressBackend)
+	}
+	v.port(p+".port", h.Port, false)
+	if h.Type.IsHTTP() {
+		if !strings.HasPrefix(h.Path, "/") {
+			v.errorf(p+".path", "path: %q does not start with /", h.Path)
+		}
+		if h.Host != "" && !httpguts.ValidHostHeader(h.Host) {
+			v.errorf(p+".host", "host: %q is not a valid Host", h.Host)
+		}
+		if len(h.ExpectStatus) == 0 {
+			v.errorf(p+".expect_status", "expect_status: must list at least one status")
+		}
+		for i, st := range h.ExpectStatus {
+			if _, err := ParseStatusRange(st); err != nil {
+				v.errorf(fmt.Sprintf("%s.expect_status[%d]", p, i), "expect_status: %v", err)
+			}
+		}
+		if h.Body != "" {
+			if _, err := regexp.Compile(h.Body); err != nil {
+				v.errorf(p+".body", "body: %v", err)
+			}
+		}
+	}
+	if h.Type == CheckQUIC {
+		switch {
+		case h.ALPN == "":
+			v.errorf(p+".alpn", "alpn: must not be empty")
+		case len(h.ALPN) > 255: // a protocol name is 1 to 255 octets (RFC 7301 §3.1)
+			v.errorf(p+".alpn", "alpn: %d octets is longer than 255", len(h.ALPN))
+		}
+	}
+	if h.ServerName != "" {
+		if _, err := netip.ParseAddr(h.ServerName); err == nil || !validHostname(h.ServerName) {
+			v.errorf(p+".server_name", "server_name: %q is not a DNS name; SNI carries DNS names only (RFC 6066 §3)", h.ServerName)
+		}
+	}
+	if h.TLS.CA != "" {
+		v.caFile(p+".tls.ca", h.TLS.CA)
+		if h.TLS.InsecureSkipVerify {
+			v.keyErrorf(p+".tls.insecure_skip_verify", "insecure_skip_verify: set ca or insecure_skip_verify, not both")
+		}
 	}
 	v.positiveDur(p+".interval", h.Interval)
 	v.positiveDur(p+".timeout", h.Timeout)
 	if h.Interval > 0 && h.Timeout > h.Interval {
 		v.errorf(p+".timeout", "timeout: %v exceeds interval %v; a probe must end before the next begins", h.Timeout, h.Interval)
+	}
+	if h.Jitter < 0 || h.Jitter > MaxCheckJitter {
+		v.errorf(p+".jitter", "jitter: %v is not in [0, %v]", h.Jitter, MaxCheckJitter)
 	}
 	v.positive(p+".rise", h.Rise)
 	v.positive(p+".fall", h.Fall)
