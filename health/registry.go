@@ -82,7 +82,7 @@ func (r *Registry) Report(t Target, src Source, state State, reason string) bool
 		e.sources[src].Reason = reason
 	}
 	e.reported[src] = true
-	return r.recombine(t, e, now)
+	return r.recombine(t, e, src, now)
 }
 
 // Clear withdraws src's verdict on t (an undrain, a removed checker, a
@@ -97,14 +97,19 @@ func (r *Registry) Clear(t Target, src Source) bool {
 	}
 	e.reported[src] = false
 	e.sources[src] = Status{}
-	return r.recombine(t, e, r.now())
+	return r.recombine(t, e, src, r.now())
 }
 
-// recombine computes e's combined state, unlocks r, and notifies on a
-// change. It must be called with r.mu held.
-func (r *Registry) recombine(t Target, e *entry, now time.Time) bool {
+// recombine computes e's combined state after src reported or cleared,
+// unlocks r, and notifies on a change. It must be called with r.mu held.
+func (r *Registry) recombine(t Target, e *entry, src Source, now time.Time) bool {
 	from := e.combined
 	to := combine(e)
+	if to.State == Healthy {
+		// Nobody decides "healthy": name the source whose report or
+		// clearing made it so.
+		to.Source = src
+	}
 	if to.State == from.State {
 		// Same state: keep Since, refresh why.
 		e.combined.Reason, e.combined.Source = to.Reason, to.Source

@@ -153,3 +153,23 @@ func BenchmarkUpstreamHealthy(b *testing.B) {
 		h.Healthy("ax")
 	}
 }
+
+func TestRegistryNamesTheSourceOfARecovery(t *testing.T) {
+	r := NewRegistry(nil)
+	b := Backend("web", "b1")
+	var got []Change
+	r.Subscribe(func(c Change) { got = append(got, c) })
+	r.Report(b, Active, Unhealthy, "refused")
+	r.Report(b, Active, Healthy, "200 in 2ms")
+	r.Report(b, Operator, Draining, "drain")
+	r.Clear(b, Operator)
+	want := []Source{Active, Active, Operator, Operator}
+	if len(got) != len(want) {
+		t.Fatalf("%d changes, want %d", len(got), len(want))
+	}
+	for i, c := range got {
+		if c.To.Source != want[i] {
+			t.Errorf("change %d to %s names source %s, want %s", i, c.To.State, c.To.Source, want[i])
+		}
+	}
+}

@@ -73,8 +73,8 @@ func (s Source) String() string {
 type Status struct {
 	State  State
 	Reason string
-	// Source is the source whose verdict decided the combined state;
-	// meaningless for a healthy target.
+	// Source is the source whose verdict decided the combined state; for
+	// a healthy target, the one whose report (or withdrawal) made it so.
 	Source Source
 	// Since is when the state began; zero for a target never reported.
 	Since time.Time

@@ -56,6 +56,7 @@ type daemon struct {
 	l7      *l7Tier
 	ops     *opsTier
 	metrics *metrics.Metrics
+	checker *health.Checker
 	tiers   []tier
 	// refresh delivers requests to re-apply the current config after
 	// next-hop changes, which come in bursts and are settled into one.
@@ -116,6 +117,7 @@ func newDaemon(ctx context.Context, opts daemonOptions, cfg *config.Config, log 
 	d.tiers = append(d.tiers, d.l7)
 	d.ops = &opsTier{m: d.metrics, log: log, admin: d}
 	d.tiers = append(d.tiers, d.ops)
+	d.checker = health.NewChecker(d.health, health.CheckerOptions{Logger: log, Observer: d.metrics})
 	// A backend's change re-plans the XDP tables; upstreams are read by
 	// the request tier on every request and need nothing.
 	d.health.Subscribe(func(c health.Change) {
@@ -151,6 +153,7 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 	d.loadedAt = time.Now()
 	d.observeReload(true)
+	d.startChecks(cfg)
 	d.ops.ready.Store(true)
 	d.mu.Unlock()
 	hup := make(chan os.Signal, 1)
@@ -230,6 +233,7 @@ func (d *daemon) reloadLocked(ctx context.Context) (string, error) {
 	d.forgetRemoved(next)
 	d.cfg = next
 	d.loadedAt = time.Now()
+	d.startChecks(next)
 	d.log.Info("reloaded", "config", d.opts.path)
 	return changes, nil
 }
@@ -273,7 +277,19 @@ func (d *daemon) applyAll(ctx context.Context, cfg *config.Config) error {
 	return nil
 }
 
+// startChecks runs the active checks cfg asks for. Probes of l4 backends
+// through their VIP carry the mark the XDP tier's steering gives each
+// backend, so it must follow an Apply of cfg. Called with d.mu held.
+func (d *daemon) startChecks(cfg *config.Config) {
+	var steer health.Steer
+	if d.xdp != nil {
+		steer = d.xdp.x.ProbeMark
+	}
+	d.checker.Set(health.ProbesFromConfig(cfg, steer))
+}
+
 func (d *daemon) stop() error {
+	d.checker.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	var errs []error

@@ -38,6 +38,11 @@ func TestHealthChecksDriveTheXDPTables(t *testing.T) {
 			checkInterval, checkTimeout, checkRise, checkFall),
 	})
 	sock := x.adminSocket()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("spooky attach log:\n%s", x.spooky.log)
+		}
+	})
 	const victim = 2 // weight 300: the largest share, the most to lose
 	name := x.names[victim]
 	scrapeURL := "http://" + metricsListen + "/metrics"
@@ -69,7 +74,7 @@ func TestHealthChecksDriveTheXDPTables(t *testing.T) {
 		// failing probe may take it whole) and the re-plan's own work.
 		bound := time.Duration(checkFall+1)*checkInterval + checkTimeout + 500*time.Millisecond
 		took := pollUntil(t, name+" out of the XDP tables", 20*time.Second, func() bool {
-			return statsState(t, x.LB, x.Backends[victim].IPv4) == "unhealthy"
+			return statsState(t, x.LB, x.Backends[victim].IPv4) == "unusable"
 		})
 		t.Logf("killed backend out of the tables after %s (fall × interval + interval = %s)", seconds(took),
 			seconds(time.Duration(checkFall+1)*checkInterval))
@@ -90,7 +95,7 @@ func TestHealthChecksDriveTheXDPTables(t *testing.T) {
 			t.Errorf("new connections after the kill: %d failed, %d reached the dead %s (%v)", r.Failed, r.ConnBackends[name], name, r.Errors)
 		}
 		fams := mustScrape(t, x.LB, scrapeURL)
-		if v := mustMetric(t, fams, "spooky_target_health", map[string]string{"target": "web4/" + name, "state": "unhealthy"}); v != 1 {
+		if v := mustMetric(t, fams, "spooky_target_health", map[string]string{"group": "web4", "target": name, "state": "unhealthy"}); v != 1 {
 			t.Errorf("spooky_target_health{web4/%s, unhealthy} = %v, want 1", name, v)
 		}
 		if v := mustMetric(t, fams, "spooky_health_checks_total", map[string]string{"target": name, "group": "web4", "result": "fail"}); v < checkFall {
@@ -100,7 +105,8 @@ func TestHealthChecksDriveTheXDPTables(t *testing.T) {
 
 	t.Run("a restarted backend is back after rise passes", func(t *testing.T) {
 		h := x.Backends[victim]
-		x.procs[victim] = mustStartBackend(t, h, h.Name, x.vip4, xdpCID, serverID(victim))
+		// Started for the whole test, not this subtest: later ones use it.
+		x.procs[victim] = mustStartBackend(x.tb, h, h.Name, x.vip4, xdpCID, serverID(victim))
 		bound := time.Duration(checkRise+1)*checkInterval + checkTimeout + 500*time.Millisecond
 		took := pollUntil(t, name+" back in the tables", 20*time.Second, func() bool {
 			return statsState(t, x.LB, h.IPv4) == "healthy"
@@ -185,7 +191,8 @@ func TestHealthChecksDriveTheXDPTables(t *testing.T) {
 }
 
 // statsState is the state `spooky stats` shows for the backend slot with
-// address addr: what the XDP maps hold.
+// address addr: what the XDP maps hold ("unusable" is out of the tables
+// and without server IDs, as an unhealthy backend is).
 func statsState(tb testing.TB, h *netns.Host, addr netip.Addr) string {
 	tb.Helper()
 	for _, b := range mustStats(tb, h).Backends {
