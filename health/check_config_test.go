@@ -208,7 +208,7 @@ func TestProbesFromTheExampleFile(t *testing.T) {
 	if len(got) != 9 {
 		t.Fatalf("got %d probes, want 9", len(got))
 	}
-	if p := got[Backend("dns-over-quic", "doq-1")]; p.Type != config.CheckQUIC || p.ALPN != "doq" || p.Addr != "[2001:db8:1::1]:853" || p.TLS.Verify {
+	if p := got[Backend("dns-over-quic", "doq-1")]; p.Type != config.CheckQUIC || p.ALPN != "h3" || p.Addr != "[2001:db8:1::1]:853" || p.TLS.Verify {
 		t.Errorf("doq-1 probe = %+v", p)
 	}
 	if p := got[Upstream("h2c://198.18.3.1:8080")]; p.Type != config.CheckHTTP || !p.H2C {

@@ -4,7 +4,7 @@
 // so a load balancer can route its connections. With --protocol h1, h2 or
 // h2c it serves HTTP/1.1 or HTTP/2 over TCP instead, as an upstream of
 // spooky's request tier. It answers every path with its name (body and
-// X-Backend header), and GET /healthz with 200.
+// X-Backend header), and GET /healthz with 200 and {"status": "ok"}.
 //
 //	spooky-backend --listen 198.18.0.11:443 --name backend1 \
 //	    --config-id 0 --server-id 01 --nonce-len 8 [--key HEX] \

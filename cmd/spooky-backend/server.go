@@ -32,7 +32,8 @@ const shutdownGrace = 5 * time.Second
 
 // handler answers GET / (and any other path but /healthz, so a load
 // balancer's path routes all get an answer) with the backend's name, in the
-// body and in the X-Backend header, and GET /healthz with 200.
+// body and in the X-Backend header, and GET /healthz with 200 and
+// {"status": "ok"}, what a health check's body match can look for.
 func handler(name string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
@@ -42,7 +43,8 @@ func handler(name string) http.Handler {
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("X-Backend", name)
-		w.WriteHeader(http.StatusOK)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintln(w, `{"status": "ok"}`)
 	})
 	return mux
 }
