@@ -201,8 +201,9 @@ func (b *replayBody) consumed() bool {
 
 var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-// proxy sends r to route's pool and copies the answer to w.
-func (s *service) proxy(w http.ResponseWriter, r *http.Request, route *compiledRoute) {
+// proxy sends r to route's pool and copies the answer to w. path is the
+// request's path in normal form (normalizePath), the one route matched.
+func (s *service) proxy(w http.ResponseWriter, r *http.Request, route *compiledRoute, path string) {
 	start := time.Now()
 	ip := clientIP(r)
 
@@ -214,6 +215,9 @@ func (s *service) proxy(w http.ResponseWriter, r *http.Request, route *compiledR
 	out := r.Clone(ctx)
 	out.RequestURI = ""
 	out.Close = false
+	// The upstream resolves the path the route matched, spelled as it was
+	// matched: "%2F" stays encoded, never a separator.
+	setEscapedPath(out.URL, path)
 	removeHopByHop(out.Header)
 	setForwarded(out, r, ip, s.trustForwarded.Load())
 	out.Header.Add("Via", viaValue(r.ProtoMajor, r.ProtoMinor))

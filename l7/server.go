@@ -272,12 +272,13 @@ func (svc *service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	route := svc.router.Load().match(r)
+	path := normalizePath(r.URL.EscapedPath())
+	route := svc.router.Load().match(r, path)
 	if route == nil {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no route for host %q path %q", r.Host, r.URL.Path))
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no route for host %q path %q", r.Host, path))
 		return
 	}
-	svc.proxy(w, r, route)
+	svc.proxy(w, r, route, path)
 }
 
 func (svc *service) serveTCP(w http.ResponseWriter, r *http.Request) {
