@@ -259,6 +259,10 @@ func (s *Server) startService(svc *service) error {
 
 // ServeHTTP routes and proxies one request (HTTP/3 and TCP alike).
 func (svc *service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodConnect {
+		refuseConnect(w)
+		return
+	}
 	if svc.cfg.Allow0RTT && !isSafe(r.Method) {
 		// RFC 8470 §5.2: a request received in early data that the server
 		// will not risk replaying gets 425. Early data is whatever arrives
