@@ -1,4 +1,5 @@
-// Which requests are proxied: CONNECT is refused.
+// Which requests are proxied and how: CONNECT is refused, ambiguous
+// HTTP/1.x framing closes the connection.
 
 package l7
 
@@ -17,4 +18,19 @@ const allowedMethods = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 func refuseConnect(w http.ResponseWriter) {
 	w.Header().Set("Allow", allowedMethods)
 	writeError(w, http.StatusMethodNotAllowed, "CONNECT is not supported")
+}
+
+// closeAfter reports an HTTP/1.x request after which the connection must
+// close because its framing may be ambiguous. RFC 9112 §6.1 requires it
+// after a request with both Transfer-Encoding and Content-Length (a request
+// smuggling attempt, §11.2) and after an HTTP/1.0 request with
+// Transfer-Encoding; net/http drops the Content-Length of the first and the
+// Transfer-Encoding of the second before a handler runs, so every chunked
+// request and every HTTP/1.0 request closes its connection: what follows on
+// it is never read as another request. Clients rarely send either.
+func closeAfter(r *http.Request) bool {
+	if r.ProtoMajor != 1 {
+		return false
+	}
+	return r.ProtoMinor == 0 || len(r.TransferEncoding) > 0
 }

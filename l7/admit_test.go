@@ -1,11 +1,14 @@
 package l7
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -96,6 +99,113 @@ func TestConnectIsRefused(t *testing.T) {
 	for _, r := range rec.requests() {
 		if r.Method == http.MethodConnect {
 			t.Errorf("the upstream received a CONNECT for %q", r.Host)
+		}
+	}
+}
+
+// headRecordingUpstream is an HTTP/1.1 upstream that records each request
+// head as it came on the wire, before any parser could drop a field.
+func headRecordingUpstream(tb testing.TB) (addr string, heads func() []string) {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { l.Close() })
+	var mu sync.Mutex
+	var seen []string
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				var raw strings.Builder
+				br := bufio.NewReader(io.TeeReader(c, &raw))
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					head, _, _ := strings.Cut(raw.String(), "\r\n\r\n")
+					mu.Lock()
+					seen = append(seen, head)
+					mu.Unlock()
+					_, _ = io.Copy(io.Discard, req.Body)
+					raw.Reset()
+					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				}
+			}()
+		}
+	}()
+	return l.Addr().String(), func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), seen...)
+	}
+}
+
+func TestHTTP1RequestWithTwoFramingsClosesTheConnection(t *testing.T) {
+	cert := mustCert(t, "app.example.com")
+	upAddr, heads := headRecordingUpstream(t)
+	cfg := oneService(t, cert, PoolConfig{Upstreams: []UpstreamConfig{{Name: "u", Address: upAddr}}})
+	cfg.Services[0].TCP = true
+	s := mustServer(t, cfg)
+	addr := mustAddr(t, s)
+	for _, tc := range []struct{ name, request string }{
+		{
+			"a chunked request with a Content-Length is answered and its connection closed",
+			"POST /first HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n" +
+				"4\r\nabcd\r\n0\r\n\r\n" +
+				"GET /smuggled HTTP/1.1\r\nHost: app.example.com\r\n\r\n",
+		},
+		{
+			"an HTTP/1.0 request with Transfer-Encoding is answered and its connection closed",
+			"POST /first HTTP/1.0\r\nHost: app.example.com\r\nConnection: keep-alive\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n" +
+				"0\r\n\r\n" +
+				"GET /smuggled HTTP/1.1\r\nHost: app.example.com\r\n\r\n",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := mustRawTLS(t, cert, addr)
+			if _, err := io.WriteString(c, tc.request); err != nil {
+				t.Fatal(err)
+			}
+			br := bufio.NewReader(c)
+			res, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("read the first response: %v", err)
+			}
+			_, _ = io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			if res.StatusCode != http.StatusOK {
+				t.Fatalf("first request: %d, want 200", res.StatusCode)
+			}
+			// RFC 9112 §6.1: the server closes the connection, so what came
+			// after the first request is never served.
+			extra, err := br.ReadString('\n')
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("the connection stayed open after the first response")
+			}
+			if err != io.EOF || extra != "" {
+				t.Fatalf("after the first response: %q, %v; want the connection closed", extra, err)
+			}
+		})
+	}
+	got := heads()
+	if len(got) == 0 {
+		t.Fatal("the upstream received no request")
+	}
+	for _, h := range got {
+		if strings.Contains(h, "/smuggled") {
+			t.Errorf("the bytes after a chunked body reached the upstream as a request: %q", h)
+		}
+		// The upstream side: whatever came in, one framing goes out.
+		lower := strings.ToLower(h)
+		if strings.Contains(lower, "\r\ncontent-length:") && strings.Contains(lower, "\r\ntransfer-encoding:") {
+			t.Errorf("the upstream received a request with both Content-Length and Transfer-Encoding: %q", h)
 		}
 	}
 }

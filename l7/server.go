@@ -288,6 +288,9 @@ func (svc *service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (svc *service) serveTCP(w http.ResponseWriter, r *http.Request) {
 	// RFC 7838 §3: advertise the HTTP/3 endpoint on the same port.
 	w.Header().Set("Alt-Svc", svc.altSvc)
+	if closeAfter(r) {
+		w.Header().Set("Connection", "close")
+	}
 	svc.ServeHTTP(w, r)
 }
 
