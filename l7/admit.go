@@ -1,10 +1,12 @@
-// Which requests are proxied and how: CONNECT is refused, ambiguous
-// HTTP/1.x framing closes the connection.
+// Which requests are proxied and how they are marked: CONNECT is refused,
+// early data is recognised, ambiguous HTTP/1.x framing closes the connection.
 
 package l7
 
 import (
 	"net/http"
+
+	"github.com/quic-go/quic-go"
 )
 
 // allowedMethods is the Allow field of a 405 answer to CONNECT: the methods
@@ -18,6 +20,22 @@ const allowedMethods = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 func refuseConnect(w http.ResponseWriter) {
 	w.Header().Set("Allow", allowedMethods)
 	writeError(w, http.StatusMethodNotAllowed, "CONNECT is not supported")
+}
+
+// inEarlyData reports an HTTP/3 request handled before its connection's
+// handshake completed: it can only have come in 0-RTT (RFC 9001 §4.6.1),
+// so it might be a replay (RFC 8470 §1).
+func inEarlyData(r *http.Request) bool {
+	c, ok := r.Context().Value(connKey{}).(*quic.Conn)
+	if !ok {
+		return false
+	}
+	select {
+	case <-c.HandshakeComplete():
+		return false
+	default:
+		return true
+	}
 }
 
 // closeAfter reports an HTTP/1.x request after which the connection must

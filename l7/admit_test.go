@@ -13,6 +13,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
 )
 
 // recordingUpstream is an HTTP/1.1 upstream that records the method, path
@@ -206,6 +209,101 @@ func TestHTTP1RequestWithTwoFramingsClosesTheConnection(t *testing.T) {
 		lower := strings.ToLower(h)
 		if strings.Contains(lower, "\r\ncontent-length:") && strings.Contains(lower, "\r\ntransfer-encoding:") {
 			t.Errorf("the upstream received a request with both Content-Length and Transfer-Encoding: %q", h)
+		}
+	}
+}
+
+func TestEarlyDataIsMarkedForTheUpstream(t *testing.T) {
+	cert := mustCert(t, "app.example.com")
+	// Both upstreams refuse requests that may be replays (RFC 8470 §5.2), so
+	// a retry on the other one would be seen.
+	tooEarly := func(r *http.Request) int {
+		if r.Header.Get("Early-Data") == "1" {
+			return http.StatusTooEarly
+		}
+		return http.StatusOK
+	}
+	recA, a := mustRecordingUpstream(t, "a", tooEarly)
+	recB, b := mustRecordingUpstream(t, "b", tooEarly)
+	cfg := oneService(t, cert, PoolConfig{Upstreams: []UpstreamConfig{a, b}})
+	cfg.Services[0].Allow0RTT = true
+	s := mustServer(t, cfg)
+	addr := mustAddr(t, s)
+	tlsConf := &tls.Config{RootCAs: cert.pool, ServerName: "app.example.com", ClientSessionCache: tls.NewLRUClientSessionCache(8), NextProtos: []string{http3.NextProtoH3}}
+	tr := &http3.Transport{}
+	defer tr.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	// A first connection leaves a session ticket that allows 0-RTT.
+	first, err := quic.DialAddrEarly(ctx, addr, tlsConf, &quic.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, "https://app.example.com/ticket", nil)
+	res, err := tr.NewClientConn(first).RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("request after a full handshake: %d, want 200", res.StatusCode)
+	}
+	_ = first.CloseWithError(0, "")
+
+	// The second resumes and sends a GET in 0-RTT; the client's handshake
+	// completion is held back so the server handles it in early data.
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	qtr := &quic.Transport{Conn: &handshakeDelayConn{PacketConn: udp, delay: 300 * time.Millisecond}}
+	defer qtr.Close()
+	raddr, _ := net.ResolveUDPAddr("udp", addr)
+	second, err := qtr.DialEarly(ctx, raddr, tlsConf, &quic.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.CloseWithError(0, "")
+	cc := tr.NewClientConn(second)
+	early, _ := http.NewRequestWithContext(ctx, http3.MethodGet0RTT, "https://app.example.com/early", nil)
+	res, err = cc.RoundTrip(early)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if !second.ConnectionState().Used0RTT {
+		t.Fatal("the second connection did not use 0-RTT, so nothing was tested")
+	}
+	if res.StatusCode != http.StatusTooEarly {
+		t.Fatalf("0-RTT GET: %d, want the upstream's 425", res.StatusCode)
+	}
+	<-second.HandshakeComplete()
+	after, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://app.example.com/after", nil)
+	res, err = cc.RoundTrip(after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("GET after the handshake: %d, want 200", res.StatusCode)
+	}
+
+	seen := map[string][]string{}
+	for _, r := range append(recA.requests(), recB.requests()...) {
+		seen[r.URL.Path] = append(seen[r.URL.Path], r.Header.Get("Early-Data"))
+	}
+	for _, tc := range []struct {
+		path string
+		want []string
+	}{
+		{"/ticket", []string{""}},
+		{"/early", []string{"1"}}, // once: a 425 is not retried on the other upstream
+		{"/after", []string{""}},
+	} {
+		if got := seen[tc.path]; strings.Join(got, ",") != strings.Join(tc.want, ",") {
+			t.Errorf("upstreams saw %s with Early-Data %q, want %q", tc.path, got, tc.want)
 		}
 	}
 }

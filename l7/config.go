@@ -73,7 +73,9 @@ type ServiceConfig struct {
 	TCP bool
 	// Allow0RTT accepts TLS 1.3 early data. Requests that arrive in 0-RTT
 	// with a method other than GET, HEAD or OPTIONS get 425 Too Early
-	// (RFC 8470 §5.2). Default false (0-RTT off).
+	// (RFC 8470 §5.2); the others are forwarded with Early-Data: 1 (§5.1),
+	// and an upstream's 425 goes back to the client unchanged, not retried.
+	// Default false (0-RTT off).
 	Allow0RTT bool
 	// IdleTimeout closes connections with no activity for this long (QUIC
 	// max_idle_timeout, RFC 9000 §10.1, and the HTTP idle timeout). If zero,

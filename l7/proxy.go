@@ -228,8 +228,9 @@ func (b *replayBody) clientFailed() bool {
 var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // proxy sends r to route's pool and copies the answer to w. path is the
-// request's path in normal form (normalizePath), the one route matched.
-func (s *service) proxy(w http.ResponseWriter, r *http.Request, route *compiledRoute, path string) {
+// request's path in normal form (normalizePath), the one route matched;
+// early reports a request received in TLS early data (0-RTT).
+func (s *service) proxy(w http.ResponseWriter, r *http.Request, route *compiledRoute, path string, early bool) {
 	start := time.Now()
 	ip := clientIP(r)
 
@@ -243,6 +244,12 @@ func (s *service) proxy(w http.ResponseWriter, r *http.Request, route *compiledR
 	// matched: "%2F" stays encoded, never a separator.
 	setEscapedPath(out.URL, path)
 	removeHopByHop(out.Header)
+	if early {
+		// RFC 8470 §5.1: a request forwarded before the client's handshake
+		// completed might be a replay; the upstream decides, and may answer
+		// 425, which goes back to the client as it is.
+		out.Header.Set("Early-Data", "1")
+	}
 	setForwarded(out, r, ip, s.trustForwarded.Load())
 	out.Header.Add("Via", viaValue(r.ProtoMajor, r.ProtoMinor))
 	route.transforms.request(out)

@@ -263,18 +263,12 @@ func (svc *service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		refuseConnect(w)
 		return
 	}
-	if svc.cfg.Allow0RTT && !isSafe(r.Method) {
+	early := svc.cfg.Allow0RTT && inEarlyData(r)
+	if early && !isSafe(r.Method) {
 		// RFC 8470 §5.2: a request received in early data that the server
-		// will not risk replaying gets 425. Early data is whatever arrives
-		// before the handshake completes.
-		if c, ok := r.Context().Value(connKey{}).(*quic.Conn); ok {
-			select {
-			case <-c.HandshakeComplete():
-			default:
-				writeError(w, http.StatusTooEarly, "request in 0-RTT early data refused; retry after the handshake")
-				return
-			}
-		}
+		// will not risk replaying gets 425.
+		writeError(w, http.StatusTooEarly, "request in 0-RTT early data refused; retry after the handshake")
+		return
 	}
 	path := normalizePath(r.URL.EscapedPath())
 	route := svc.router.Load().match(r, path)
@@ -282,7 +276,7 @@ func (svc *service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route for host %q path %q", r.Host, path))
 		return
 	}
-	svc.proxy(w, r, route, path)
+	svc.proxy(w, r, route, path, early)
 }
 
 func (svc *service) serveTCP(w http.ResponseWriter, r *http.Request) {
