@@ -75,6 +75,8 @@ type service struct {
 	h1     *http.Server
 	altSvc string
 	done   sync.WaitGroup
+	// draining is set when shutdown begins: new QUIC connections are refused.
+	draining atomic.Bool
 }
 
 // connKey carries the *quic.Conn into handlers, for the 0-RTT check.
@@ -191,6 +193,12 @@ func (s *Server) startService(svc *service) error {
 	qconf := &quic.Config{
 		MaxIdleTimeout: svc.cfg.IdleTimeout,
 		Allow0RTT:      svc.cfg.Allow0RTT,
+	}
+	qconf.GetConfigForClient = func(*quic.ClientInfo) (*quic.Config, error) {
+		if svc.draining.Load() {
+			return nil, errDraining
+		}
+		return qconf, nil
 	}
 	tlsConf := http3.ConfigureTLSConfig(svc.certs.tlsConfig())
 	tlsConf.MinVersion = tls.VersionTLS13
@@ -413,10 +421,12 @@ func (s *Server) Pool(name string) *Pool {
 	return s.pools[name]
 }
 
-// Shutdown stops accepting connections and requests (HTTP/3 GOAWAY, RFC
-// 9114 §5.2; HTTP/2 GOAWAY; HTTP/1.1 Connection: close), lets in-flight
-// requests finish, and closes everything when they have or when ctx ends,
-// whichever is first. It returns ctx's error if requests were cut off.
+// Shutdown stops accepting connections (new QUIC handshakes are refused
+// with CONNECTION_REFUSED) and requests (HTTP/3 GOAWAY, RFC 9114 §5.2, and
+// H3_REQUEST_REJECTED for requests sent after it; HTTP/2 GOAWAY; HTTP/1.1
+// Connection: close), lets in-flight requests finish, and closes everything
+// when they have or when ctx ends, whichever is first. It returns ctx's
+// error if requests were cut off.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	svcs := maps.Clone(s.services)
@@ -451,10 +461,19 @@ func (svc *service) shutdown(ctx context.Context) error {
 	if svc.udp == nil {
 		return nil
 	}
-	// Refuse handshakes in progress and new connections; accepted ones live on.
-	_ = svc.ln.Close()
+	// New connections are refused with CONNECTION_REFUSED (RFC 9000 §20.1)
+	// rather than silence: a client told to go away on its connection
+	// retries on a new one and must learn at once that this server is
+	// gone, not after its handshake timeout. The listener stays open until
+	// the end so that refusals can be sent.
+	svc.draining.Store(true)
+	svc.done.Go(svc.refuseAccepted)
 	var wg sync.WaitGroup
 	var h3err, h1err error
+	// GOAWAY on every connection (RFC 9114 §5.2); requests already accepted
+	// run to the end of the grace, later ones are reset with
+	// H3_REQUEST_REJECTED, and connections close when their requests are
+	// done (clients close them on GOAWAY) or when ctx ends.
 	wg.Go(func() { h3err = svc.h3.Shutdown(ctx) })
 	if svc.h1 != nil {
 		wg.Go(func() { h1err = svc.h1.Shutdown(ctx) })
@@ -465,6 +484,23 @@ func (svc *service) shutdown(ctx context.Context) error {
 		return fmt.Errorf("service %s: shutdown: %w", svc.cfg.Name, err)
 	}
 	return nil
+}
+
+// errDraining refuses new connections once shutdown has begun.
+var errDraining = errors.New("service shutting down")
+
+// refuseAccepted closes connections whose handshake was under way when
+// shutdown began: the HTTP/3 server no longer accepts them, and they would
+// otherwise wait, unserved, for the end of the grace. It returns when the
+// listener closes.
+func (svc *service) refuseAccepted() {
+	for {
+		c, err := svc.ln.Accept(context.Background())
+		if err != nil {
+			return
+		}
+		_ = c.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeNoError), "shutting down")
+	}
 }
 
 func (svc *service) close() {
