@@ -154,3 +154,46 @@ func TestErrorBodiesDoNotNameInternalAddresses(t *testing.T) {
 		})
 	}
 }
+
+// slowBody yields its parts one at a time with a pause before each but the
+// first: a client on a slow link.
+type slowBody struct {
+	parts []string
+	pause time.Duration
+	sent  int
+}
+
+func (b *slowBody) Read(p []byte) (int, error) {
+	if b.sent == len(b.parts) {
+		return 0, io.EOF
+	}
+	if b.sent > 0 {
+		time.Sleep(b.pause)
+	}
+	n := copy(p, b.parts[b.sent])
+	b.sent++
+	return n, nil
+}
+
+func TestSlowUploadsAreNotSlowUpstreams(t *testing.T) {
+	const threshold = 300 * time.Millisecond
+	cert := mustCert(t, "app.example.com")
+	for _, proto := range []Protocol{ProtoH1, ProtoH2, ProtoH3} {
+		t.Run("a body that takes longer than the latency threshold to arrive leaves an "+string(proto)+" upstream's breaker closed", func(t *testing.T) {
+			up := mustUpstream(t, proto, "u", nil)
+			// One slow response would open this breaker.
+			pool := PoolConfig{Upstreams: []UpstreamConfig{up}, Breaker: BreakerConfig{ConsecutiveFailures: 1, LatencyThreshold: threshold}}
+			s := mustServer(t, oneService(t, cert, pool))
+			c, _ := h3Client(t, cert, mustAddr(t, s))
+			body := &slowBody{parts: []string{"one ", "two ", "three"}, pause: threshold}
+			req, _ := http.NewRequest(http.MethodPost, "https://app.example.com/upload", io.NopCloser(body))
+			res, got := mustDo(t, c, req)
+			if res.StatusCode != http.StatusOK || res.Header.Get("X-Seen-Body-Bytes") != "13" {
+				t.Fatalf("slow upload: %d %q, upstream saw %s bytes; want 200 and 13", res.StatusCode, got, res.Header.Get("X-Seen-Body-Bytes"))
+			}
+			if st := s.Upstream("u").Breaker().State(); st != BreakerClosed {
+				t.Fatalf("after one slow upload the upstream's breaker is %s, want closed", st)
+			}
+		})
+	}
+}

@@ -166,8 +166,9 @@ type replayBody struct {
 	rc      io.ReadCloser
 	in      *http.Request
 	out     *http.Request
-	waiting atomic.Bool // a Read is blocked on the client
-	stalled atomic.Bool // the route timed out while a Read waited on the client
+	waiting atomic.Bool  // a Read is blocked on the client
+	stalled atomic.Bool  // the route timed out while a Read waited on the client
+	waited  atomic.Int64 // time spent blocked on the client in Read, ns
 	mu      sync.Mutex
 	read    bool  // a byte was read: the body cannot be sent again
 	closed  bool  // closed by a transport: later read errors are ours
@@ -176,7 +177,9 @@ type replayBody struct {
 
 func (b *replayBody) Read(p []byte) (int, error) {
 	b.waiting.Store(true)
+	t0 := time.Now()
 	n, err := b.rc.Read(p)
+	b.waited.Add(int64(time.Since(t0)))
 	b.waiting.Store(false)
 	if n > 0 || (err != nil && err != io.EOF) {
 		b.mu.Lock()
@@ -308,8 +311,18 @@ func (s *service) proxy(w http.ResponseWriter, r *http.Request, route *compiledR
 		out.URL.Scheme = u.scheme
 		out.URL.Host = u.cfg.Address
 		t0 := time.Now()
+		var waited0 int64
+		if body != nil {
+			waited0 = body.waited.Load()
+		}
 		res, err := u.transport.RoundTrip(out)
 		latency := time.Since(t0)
+		if body != nil {
+			// A slow upload is the client's time, not the upstream's: the
+			// breaker's latency threshold and the latency-aware policies
+			// see only the rest.
+			latency = max(latency-time.Duration(body.waited.Load()-waited0), 0)
+		}
 		if body != nil && body.clientFailed() {
 			// A body the client garbled, cut short or stopped sending is no
 			// verdict on the upstream, whether the attempt failed or the
