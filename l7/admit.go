@@ -24,7 +24,11 @@ func refuseConnect(w http.ResponseWriter) {
 
 // inEarlyData reports an HTTP/3 request handled before its connection's
 // handshake completed: it can only have come in 0-RTT (RFC 9001 §4.6.1),
-// so it might be a replay (RFC 8470 §1).
+// so it might be a replay (RFC 8470 §1). quic-go does not say which packets
+// carried a stream, so a 0-RTT request whose handler starts only after the
+// handshake completed is not reported; that copy is the client's own, since
+// a replayed flight never completes a handshake, and every replay of it is
+// reported and marked.
 func inEarlyData(r *http.Request) bool {
 	c, ok := r.Context().Value(connKey{}).(*quic.Conn)
 	if !ok {
