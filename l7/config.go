@@ -85,7 +85,9 @@ type ServiceConfig struct {
 	TCP bool
 	// Allow0RTT accepts TLS 1.3 early data. Requests that arrive in 0-RTT
 	// with a method other than GET, HEAD or OPTIONS get 425 Too Early
-	// (RFC 8470 §5.2). Default false (0-RTT off).
+	// (RFC 8470 §5.2); the others are forwarded with Early-Data: 1 (§5.1),
+	// and an upstream's 425 goes back to the client unchanged, not retried.
+	// Default false (0-RTT off).
 	Allow0RTT bool
 	// IdleTimeout closes connections with no activity for this long (QUIC
 	// max_idle_timeout, RFC 9000 §10.1, and the HTTP idle timeout). If zero,
@@ -140,7 +142,10 @@ type Route struct {
 	Transforms Transforms
 }
 
-// Match is a conjunction: every non-empty field must match.
+// Match is a conjunction: every non-empty field must match. Paths are
+// matched in their normal form (RFC 3986 §6.2.2, see normalizePath): dot
+// segments removed, unreserved characters decoded, other encodings such as
+// "%2F" kept encoded. Configured paths are normalised the same way.
 type Match struct {
 	// Hosts are exact names or "*.example.com" wildcards, compared without port
 	// and case-insensitively. Empty matches any host.
@@ -151,7 +156,8 @@ type Match struct {
 	// PathExact matches exactly this path.
 	PathExact string
 	// PathRegex matches paths by regular expression (RE2, unanchored unless
-	// the expression anchors itself).
+	// the expression anchors itself), applied to the normal form as spelled
+	// on the wire: a "/" in it is a separator, an encoded one reads "%2F".
 	PathRegex string
 	// Methods lists accepted methods (upper case). Empty matches any.
 	Methods []string
@@ -192,6 +198,8 @@ type Transforms struct {
 	StripPrefix string
 	// PathRegex and PathReplacement rewrite the path (after StripPrefix) with
 	// regexp.ReplaceAllString; $1 etc. refer to groups. Empty: no rewrite.
+	// Both rewrites see and produce the escaped normal form (see Match),
+	// and the result is normalised again, so no rewrite sends a dot segment.
 	PathRegex       string
 	PathReplacement string
 	// Host, if set, replaces the Host sent upstream. Default: the client's

@@ -194,7 +194,10 @@ type listeners struct {
 
 	// ownsTCP says the generation closes the TCP listener when it stops
 	// accepting: it was not handed on to a successor.
-	ownsTCP  atomic.Bool
+	ownsTCP atomic.Bool
+	// draining is set when the server shuts down: new QUIC connections
+	// are refused.
+	draining atomic.Bool
 	released sync.Once // the generation's reference to the UDP socket
 }
 
@@ -204,6 +207,12 @@ func (s *Server) listen(svc *service, sc ServiceConfig, so *sockets) (*listeners
 	l := &listeners{socks: so}
 	l.ownsTCP.Store(true)
 	qconf := &quic.Config{MaxIdleTimeout: sc.IdleTimeout, Allow0RTT: sc.Allow0RTT}
+	qconf.GetConfigForClient = func(*quic.ClientInfo) (*quic.Config, error) {
+		if l.draining.Load() {
+			return nil, errDraining
+		}
+		return qconf, nil
+	}
 	// One tls.Config per service for every generation: they share session
 	// ticket keys, so a client resumes (and may use 0-RTT) across reloads.
 	var err error
@@ -245,6 +254,9 @@ func (s *Server) listen(svc *service, sc ServiceConfig, so *sockets) (*listeners
 			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				// RFC 7838 §3: advertise the HTTP/3 endpoint on the same port.
 				w.Header().Set("Alt-Svc", altSvc)
+				if closeAfter(r) {
+					w.Header().Set("Connection", "close")
+				}
 				svc.ServeHTTP(w, r)
 			}),
 			TLSConfig:         tc,
@@ -282,6 +294,10 @@ func (s *Server) listen(svc *service, sc ServiceConfig, so *sockets) (*listeners
 // connections live on.
 func (l *listeners) stopAccepting() {
 	_ = l.ln.Close()
+	l.stopTCP()
+}
+
+func (l *listeners) stopTCP() {
 	if l.socks.tcp != nil && l.ownsTCP.Load() {
 		l.socks.tcp.close()
 	}
@@ -289,9 +305,24 @@ func (l *listeners) stopAccepting() {
 
 // shutdown sends GOAWAY (RFC 9114 §5.2; HTTP/2 GOAWAY; HTTP/1.1
 // Connection: close), waits for requests in flight until ctx ends, then
-// closes what the generation owns.
-func (l *listeners) shutdown(ctx context.Context) error {
-	l.stopAccepting()
+// closes what the generation owns. Requests sent after GOAWAY are reset
+// with H3_REQUEST_REJECTED by the HTTP/3 server.
+//
+// With refuse (the server is going away), new QUIC connections are
+// refused with CONNECTION_REFUSED (RFC 9000 §20.1) rather than silence: a
+// client told to go away on its connection retries on a new one and must
+// learn at once that this server is gone, not after its handshake timeout;
+// the QUIC listener stays open until the end so that refusals can be
+// sent. Without refuse (a reload retiring the generation), the listener
+// closes at once, handing the socket to its successor.
+func (l *listeners) shutdown(ctx context.Context, refuse bool) error {
+	if refuse {
+		l.draining.Store(true)
+		l.done.Go(l.refuseAccepted)
+		l.stopTCP()
+	} else {
+		l.stopAccepting()
+	}
 	var wg sync.WaitGroup
 	var h3err, h1err error
 	wg.Go(func() { h3err = l.h3.Shutdown(ctx) })
@@ -313,4 +344,21 @@ func (l *listeners) close() {
 	l.stopAccepting()
 	l.done.Wait()
 	l.released.Do(l.socks.udp.release)
+}
+
+// errDraining refuses new connections once shutdown has begun.
+var errDraining = errors.New("service shutting down")
+
+// refuseAccepted closes connections whose handshake was under way when
+// shutdown began: the HTTP/3 server no longer accepts them, and they would
+// otherwise wait, unserved, for the end of the grace. It returns when the
+// listener closes.
+func (l *listeners) refuseAccepted() {
+	for {
+		c, err := l.ln.Accept(context.Background())
+		if err != nil {
+			return
+		}
+		_ = c.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeNoError), "shutting down")
+	}
 }

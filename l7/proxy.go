@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -158,21 +159,36 @@ func setForwarded(out *http.Request, in *http.Request, ip string, trust bool) {
 // replayBody lets a request body be re-sent on a retry as long as nothing
 // was read from it; transports close bodies on failure, so Close is held back
 // until bytes flowed. At EOF it copies the client's trailers, which the
-// HTTP/3 server fills only then, into the outgoing request.
+// HTTP/3 server fills only then, into the outgoing request. It also tells
+// the client's failures from the upstream's: whether the client's body
+// failed to read, and whether a read is waiting on the client right now.
 type replayBody struct {
-	rc     io.ReadCloser
-	in     *http.Request
-	out    *http.Request
-	mu     sync.Mutex
-	read   bool // a byte was read: the body cannot be sent again
-	closed bool
+	rc      io.ReadCloser
+	in      *http.Request
+	out     *http.Request
+	waiting atomic.Bool  // a Read is blocked on the client
+	stalled atomic.Bool  // the route timed out while a Read waited on the client
+	waited  atomic.Int64 // time spent blocked on the client in Read, ns
+	mu      sync.Mutex
+	read    bool  // a byte was read: the body cannot be sent again
+	closed  bool  // closed by a transport: later read errors are ours
+	err     error // the first error reading the client's body, EOF aside
 }
 
 func (b *replayBody) Read(p []byte) (int, error) {
+	b.waiting.Store(true)
+	t0 := time.Now()
 	n, err := b.rc.Read(p)
-	if n > 0 {
+	b.waited.Add(int64(time.Since(t0)))
+	b.waiting.Store(false)
+	if n > 0 || (err != nil && err != io.EOF) {
 		b.mu.Lock()
-		b.read = true
+		if n > 0 {
+			b.read = true
+		}
+		if err != nil && err != io.EOF && !b.closed && b.err == nil {
+			b.err = err
+		}
 		b.mu.Unlock()
 	}
 	if err == io.EOF && b.out.Trailer != nil {
@@ -199,22 +215,44 @@ func (b *replayBody) consumed() bool {
 	return b.read
 }
 
+// clientErr is the error the client's body failed with, if it did.
+func (b *replayBody) clientErr() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
+
+// clientFailed reports a body the client did not deliver whole: it failed
+// to read, or it stalled past the route's timeout.
+func (b *replayBody) clientFailed() bool {
+	return b.stalled.Load() || b.clientErr() != nil
+}
+
 var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-// proxy sends r to route's pool and copies the answer to w.
-func (s *service) proxy(w http.ResponseWriter, r *http.Request, route *compiledRoute) {
+// proxy sends r to route's pool and copies the answer to w. path is the
+// request's path in normal form (normalizePath), the one route matched;
+// early reports a request received in TLS early data (0-RTT).
+func (s *service) proxy(w http.ResponseWriter, r *http.Request, route *compiledRoute, path string, early bool) {
 	start := time.Now()
 	ip := clientIP(r)
 
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
-	timer := time.AfterFunc(route.timeout, func() { cancel(errRouteTimeout) })
-	defer timer.Stop()
 
 	out := r.Clone(ctx)
 	out.RequestURI = ""
 	out.Close = false
+	// The upstream resolves the path the route matched, spelled as it was
+	// matched: "%2F" stays encoded, never a separator.
+	setEscapedPath(out.URL, path)
 	removeHopByHop(out.Header)
+	if early {
+		// RFC 8470 §5.1: a request forwarded before the client's handshake
+		// completed might be a replay; the upstream decides, and may answer
+		// 425, which goes back to the client as it is.
+		out.Header.Set("Early-Data", "1")
+	}
 	setForwarded(out, r, ip, s.trustForwarded.Load())
 	out.Header.Add("Via", viaValue(r.ProtoMajor, r.ProtoMinor))
 	route.transforms.request(out)
@@ -243,6 +281,17 @@ func (s *service) proxy(w http.ResponseWriter, r *http.Request, route *compiledR
 	if out.Header.Get("User-Agent") == "" {
 		out.Header["User-Agent"] = []string{""} // keep Go from adding its own
 	}
+	timer := time.AfterFunc(route.timeout, func() {
+		if body != nil && body.waiting.Load() {
+			// The upload is what is late. An HTTP/1.1 transport waits for
+			// its body reader before it returns, so the read waiting on the
+			// client is ended here, or the timeout would never answer.
+			body.stalled.Store(true)
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+		}
+		cancel(errRouteTimeout)
+	})
+	defer timer.Stop()
 
 	var triedBuf [4]*Upstream // retries rarely go past a few upstreams
 	tried := triedBuf[:0]
@@ -262,8 +311,35 @@ func (s *service) proxy(w http.ResponseWriter, r *http.Request, route *compiledR
 		out.URL.Scheme = u.scheme
 		out.URL.Host = u.cfg.Address
 		t0 := time.Now()
+		var waited0 int64
+		if body != nil {
+			waited0 = body.waited.Load()
+		}
 		res, err := u.transport.RoundTrip(out)
 		latency := time.Since(t0)
+		if body != nil {
+			// A slow upload is the client's time, not the upstream's: the
+			// breaker's latency threshold and the latency-aware policies
+			// see only the rest.
+			latency = max(latency-time.Duration(body.waited.Load()-waited0), 0)
+		}
+		if body != nil && body.clientFailed() {
+			// A body the client garbled, cut short or stopped sending is no
+			// verdict on the upstream, whether the attempt failed or the
+			// upstream answered the broken request anyway.
+			timer.Stop()
+			if err == nil {
+				res.Body.Close()
+			}
+			u.end()
+			u.breaker.release()
+			s.log.Debug("client request body failed", "route", route.name, "upstream", u.name,
+				"stalled", body.stalled.Load(), "error", body.clientErr(), "upstream_error", err)
+			if r.Context().Err() == nil {
+				clientBodyFailed(w, r, body.stalled.Load())
+			}
+			return
+		}
 		if err == nil {
 			timer.Stop()
 			u.observe(latency)
@@ -279,13 +355,14 @@ func (s *service) proxy(w http.ResponseWriter, r *http.Request, route *compiledR
 			u.breaker.release()
 			return
 		}
+		timedOut := errors.Is(context.Cause(ctx), errRouteTimeout)
+		u.breaker.RecordMetric(0, latency)
 		lastErr, lastUp = err, u
-		if errors.Is(context.Cause(ctx), errRouteTimeout) {
-			u.breaker.RecordMetric(0, latency)
-			writeError(w, http.StatusGatewayTimeout, fmt.Sprintf("upstream %s timed out after %s", u.name, route.timeout))
+		if timedOut {
+			s.log.Warn("upstream timed out", "route", route.name, "upstream", u.name, "timeout", route.timeout, "error", err)
+			writeError(w, http.StatusGatewayTimeout, fmt.Sprintf("upstream timed out after %s", route.timeout))
 			return
 		}
-		u.breaker.RecordMetric(0, latency)
 		s.log.Debug("upstream attempt failed", "route", route.name, "upstream", u.name, "error", err)
 		dialFailed := isDialError(err)
 		retryable := (dialFailed || isIdempotent(r.Method)) &&
@@ -300,11 +377,30 @@ func (s *service) proxy(w http.ResponseWriter, r *http.Request, route *compiledR
 		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("no available upstream in pool %s", route.pool.name))
 		return
 	}
+	// Addresses and the transport's own words go to the log, not to the
+	// client: they map the internal network.
+	s.log.Warn("upstream request failed", "route", route.name, "upstream", lastUp.name, "attempts", attempts, "error", lastErr)
 	if isTimeout(lastErr) && !isDialError(lastErr) {
-		writeError(w, http.StatusGatewayTimeout, fmt.Sprintf("upstream %s timed out", lastUp.name))
+		writeError(w, http.StatusGatewayTimeout, "upstream timed out")
 		return
 	}
-	writeError(w, http.StatusBadGateway, fmt.Sprintf("upstream %s %s", lastUp.name, describe(lastErr)))
+	writeError(w, http.StatusBadGateway, "upstream "+describe(lastErr))
+}
+
+// clientBodyFailed answers a request whose body the client did not deliver:
+// 408 when it stalled past the route's timeout (RFC 9110 §15.5.9), 400 when
+// it was malformed or cut short (§15.5.1). An HTTP/1.1 connection is closed
+// after the answer, since the rest of its bytes cannot be framed (RFC 9112
+// §6.3, §9.6).
+func clientBodyFailed(w http.ResponseWriter, r *http.Request, stalled bool) {
+	if r.ProtoMajor == 1 {
+		w.Header().Set("Connection", "close")
+	}
+	if stalled {
+		writeError(w, http.StatusRequestTimeout, "request body not received in time")
+		return
+	}
+	writeError(w, http.StatusBadRequest, "malformed or incomplete request body")
 }
 
 // isDialError reports failures to establish a connection, when the request
@@ -342,7 +438,7 @@ func describe(err error) string {
 	if _, ok := errors.AsType[*quic.StreamError](err); ok {
 		return "reset the stream"
 	}
-	return "failed: " + err.Error()
+	return "failed"
 }
 
 // copyResponse streams the upstream's response to the client.

@@ -57,6 +57,14 @@ func compileRoutes(routes []Route, pools map[string]*Pool) (*router, error) {
 		if cr.timeout == 0 {
 			cr.timeout = DefaultRouteTimeout
 		}
+		// Requests are matched in normal form; so are the paths they are
+		// matched against, or "/café" could never match.
+		if cr.prefix != "" {
+			cr.prefix = normalizePath(cr.prefix)
+		}
+		if cr.exact != "" {
+			cr.exact = normalizePath(cr.exact)
+		}
 		for _, h := range r.Match.Hosts {
 			cr.hosts = append(cr.hosts, strings.ToLower(strings.TrimSuffix(h, ".")))
 		}
@@ -88,11 +96,12 @@ func compileRoutes(routes []Route, pools map[string]*Pool) (*router, error) {
 	return rt, nil
 }
 
-// match returns the first route matching r, or nil.
-func (rt *router) match(r *http.Request) *compiledRoute {
+// match returns the first route matching r, whose path in normal form
+// (normalizePath) is path, or nil.
+func (rt *router) match(r *http.Request, path string) *compiledRoute {
 	host := requestHost(r)
 	for _, cr := range rt.routes {
-		if cr.matches(r, host) {
+		if cr.matches(r, host, path) {
 			return cr
 		}
 	}
@@ -112,11 +121,10 @@ func requestHost(r *http.Request) string {
 	return strings.ToLower(strings.TrimSuffix(h, "."))
 }
 
-func (cr *compiledRoute) matches(r *http.Request, host string) bool {
+func (cr *compiledRoute) matches(r *http.Request, host, path string) bool {
 	if len(cr.hosts) > 0 && !slices.ContainsFunc(cr.hosts, func(p string) bool { return hostMatches(p, host) }) {
 		return false
 	}
-	path := r.URL.Path
 	if cr.exact != "" && path != cr.exact {
 		return false
 	}

@@ -48,6 +48,11 @@ func TestRouteMatching(t *testing.T) {
 		{"a different header value does not match", "GET", "https://x/other", http.Header{"X-Canary": {"no"}}, ""},
 		{"a header regex matches", "GET", "https://x/other", http.Header{"User-Agent": {"curl/8.0"}}, "hdrre"},
 		{"host and prefix together match", "DELETE", "https://all.example.com/anything", nil, "all"},
+		{"a prefix does not match a path that climbs out of it", "GET", "https://x/api/../other", nil, ""},
+		{"a prefix matches a path that climbs back into it", "GET", "https://x/other/../api/users", nil, "api"},
+		{"a prefix matches an encoded unreserved spelling of it", "GET", "https://x/%61pi/users", nil, "api"},
+		{"an encoded slash is no segment boundary for a prefix", "GET", "https://x/api%2Fusers", nil, ""},
+		{"an exact path matches after dot segments are removed", "GET", "https://x/exact/./path", nil, "path"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := httptest.NewRequest(tc.method, tc.url, nil)
@@ -55,7 +60,7 @@ func TestRouteMatching(t *testing.T) {
 				r.Header[k] = v
 			}
 			got := ""
-			if cr := rt.match(r); cr != nil {
+			if cr := rt.match(r, normalizePath(r.URL.EscapedPath())); cr != nil {
 				got = cr.pool.name
 			}
 			if got != tc.want {

@@ -240,28 +240,27 @@ func (svc *service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (svc *service) serve(w http.ResponseWriter, r *http.Request) {
-	if !isSafe(r.Method) {
-		// RFC 8470 §5.2: a request received in early data that the server
-		// will not risk replaying gets 425. Early data is whatever arrives
-		// before the handshake completes; without 0-RTT (or after a reload
-		// turned it off, on connections that had it) the handshake is
-		// complete before any request.
-		if c, ok := r.Context().Value(connKey{}).(*quic.Conn); ok {
-			select {
-			case <-c.HandshakeComplete():
-			default:
-				writeError(w, http.StatusTooEarly, "request in 0-RTT early data refused; retry after the handshake")
-				return
-			}
-		}
+	if r.Method == http.MethodConnect {
+		refuseConnect(w)
+		return
 	}
-	route := svc.router.Load().match(r)
+	// Whatever the current Allow0RTT: connections accepted with 0-RTT
+	// before a reload turned it off may still carry early data.
+	early := inEarlyData(r)
+	if early && !isSafe(r.Method) {
+		// RFC 8470 §5.2: a request received in early data that the server
+		// will not risk replaying gets 425.
+		writeError(w, http.StatusTooEarly, "request in 0-RTT early data refused; retry after the handshake")
+		return
+	}
+	path := normalizePath(r.URL.EscapedPath())
+	route := svc.router.Load().match(r, path)
 	if route == nil {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no route for host %q path %q", r.Host, r.URL.Path))
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no route for host %q path %q", r.Host, path))
 		return
 	}
 	noteRoute(w, route)
-	svc.proxy(w, r, route)
+	svc.proxy(w, r, route, path, early)
 }
 
 // Addr returns the bound UDP address of a service (useful with port 0).
@@ -482,7 +481,7 @@ func (svc *service) retire(l *listeners, grace time.Duration) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), grace)
 		defer cancel()
-		if err := l.shutdown(ctx); err != nil {
+		if err := l.shutdown(ctx, false); err != nil {
 			svc.log.Warn("replaced listeners cut off connections at the end of the grace", "grace", grace, "error", err)
 		}
 		svc.mu.Lock()
@@ -516,10 +515,12 @@ func (s *Server) Pool(name string) *Pool {
 	return s.pools[name]
 }
 
-// Shutdown stops accepting connections and requests (HTTP/3 GOAWAY, RFC
-// 9114 §5.2; HTTP/2 GOAWAY; HTTP/1.1 Connection: close), lets in-flight
-// requests finish, and closes everything when they have or when ctx ends,
-// whichever is first. It returns ctx's error if requests were cut off.
+// Shutdown stops accepting connections (new QUIC handshakes are refused
+// with CONNECTION_REFUSED) and requests (HTTP/3 GOAWAY, RFC 9114 §5.2, and
+// H3_REQUEST_REJECTED for requests sent after it; HTTP/2 GOAWAY; HTTP/1.1
+// Connection: close), lets in-flight requests finish, and closes everything
+// when they have or when ctx ends, whichever is first. It returns ctx's
+// error if requests were cut off.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	svcs := maps.Clone(s.services)
@@ -558,7 +559,7 @@ func (svc *service) shutdown(ctx context.Context) error {
 	errs := make([]error, len(gens))
 	var wg sync.WaitGroup
 	for i, l := range gens {
-		wg.Go(func() { errs[i] = l.shutdown(ctx) })
+		wg.Go(func() { errs[i] = l.shutdown(ctx, true) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -312,4 +313,96 @@ func (c *handshakeDelayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 		return len(p), nil
 	}
 	return c.PacketConn.WriteTo(p, addr)
+}
+
+func TestShutdownTellsOpenConnectionsToGoAway(t *testing.T) {
+	cert := mustCert(t, "app.example.com")
+	arrived := make(chan struct{}, 1)
+	release := make(chan struct{})
+	up := mustUpstream(t, ProtoH1, "u", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			arrived <- struct{}{}
+			select {
+			case <-release:
+			case <-r.Context().Done(): // the test failed and is cleaning up
+				return
+			}
+		}
+		io.WriteString(w, "finished")
+	}))
+	cfg := oneService(t, cert, PoolConfig{Upstreams: []UpstreamConfig{up}})
+	// Long idle timeouts on both sides: a request left unanswered would hang
+	// past the test's deadline instead of ending for another reason.
+	cfg.Services[0].IdleTimeout = time.Minute
+	s := mustServer(t, cfg)
+	addr := mustAddr(t, s)
+	tr := &http3.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: cert.pool},
+		QUICConfig:      &quic.Config{MaxIdleTimeout: time.Minute, HandshakeIdleTimeout: time.Minute},
+		Dial: func(ctx context.Context, _ string, tc *tls.Config, qc *quic.Config) (*quic.Conn, error) {
+			return quic.DialAddr(ctx, addr, tc, qc)
+		},
+	}
+	t.Cleanup(func() { tr.Close() })
+	c := &http.Client{Transport: tr}
+
+	// One connection: a first request opens it, a slow one stays in flight.
+	if res, body := mustGet(t, c, "https://app.example.com/first"); res.StatusCode != 200 {
+		t.Fatalf("first request: %d %q", res.StatusCode, body)
+	}
+	inflight := make(chan string, 1)
+	go func() {
+		res, err := c.Get("https://app.example.com/slow")
+		if err != nil {
+			inflight <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		inflight <- fmt.Sprintf("%d %s", res.StatusCode, b)
+	}()
+	<-arrived
+	shutdownDone := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		shutdownDone <- s.Shutdown(ctx)
+	}()
+
+	// Requests sent once shutdown has begun fail, and promptly: after GOAWAY
+	// the client may not use its connection and must find a new one, which
+	// the server refuses. Each waits at most until a deadline far shorter
+	// than the idle timeouts, so an ignored request shows as that deadline.
+	var lastErr error
+	waitFor(t, 20*time.Second, "a request after shutdown to be refused", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://app.example.com/after", nil)
+		res, err := c.Do(req)
+		if err == nil {
+			res.Body.Close() // served before shutdown took hold
+			return false
+		}
+		lastErr = err
+		return true
+	})
+	if errors.Is(lastErr, context.DeadlineExceeded) {
+		t.Fatalf("a request after shutdown got no answer: %v", lastErr)
+	}
+	var terr *quic.TransportError
+	if !errors.As(lastErr, &terr) || terr.ErrorCode != quic.ConnectionRefused {
+		t.Errorf("a request after shutdown failed with %v, want the new connection refused", lastErr)
+	}
+	select {
+	case err := <-shutdownDone:
+		t.Fatalf("shutdown returned (%v) with a request in flight", err)
+	default:
+	}
+	close(release)
+	if got := <-inflight; got != "200 finished" {
+		t.Fatalf("the request in flight at shutdown: %s, want 200 finished", got)
+	}
+	if err := <-shutdownDone; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
 }

@@ -135,7 +135,10 @@ addr() {
 backend() {
 	local h=$1 log=$2
 	shift 2
-	run_in "$h" "$BIN/spooky-backend" "$@" >"$WORK/$log.log" 2>&1 &
+	# nsenter execs spooky-backend, so $! is the backend itself (a function
+	# sent to the background would be a subshell: killing it kills nothing).
+	nsenter --net="/run/netns/$PREFIX$h" -- "$BIN/spooky-backend" "$@" >"$WORK/$log.log" 2>&1 &
+	echo "$!" >"$WORK/$log.pid"
 	printf '   %-9s on %-8s %s (pid %s)\n' "$log" "$h" "$*" "$!"
 }
 
@@ -178,8 +181,10 @@ for h in lb web-1 web-2 web-3; do
 done
 # Native XDP_TX on a veth delivers only if the peer runs XDP too (veth.c).
 quiet run_in br "$BIN/spooky" xdp-pass attach v-lb --pin-root "$PINS/br"
-# Native XDP drops the client's half-done (offloaded) UDP checksums.
+# Native XDP drops the client's half-done (offloaded) UDP checksums; the lb's
+# own health probes leave through a tc program, which cannot finish them.
 run_in client ethtool -K eth0 tx off >/dev/null
+run_in lb ethtool -K eth0 tx off >/dev/null
 # The client reaches every VIP through the load balancer.
 ip -n "${PREFIX}client" route add 198.18.0.10/32 via 198.18.0.2
 ip -n "${PREFIX}client" route add 198.18.0.20/32 via 198.18.0.2
@@ -232,7 +237,7 @@ say "starting spooky attach eth0 -c examples/spooky.yaml on lb"
 run_in lb "$BIN/spooky" attach eth0 -c "$CONFIG" --pin-root "$PINS/lb" >"$WORK/spooky.out" 2>&1 &
 note "pid $!, log $WORK/spooky.out"
 wait_log "$WORK/spooky.out" "msg=serving"
-note "the example's admin socket and metrics listener are not served yet, nor its health checks"
+note "admin API on /run/spooky/admin.sock, metrics on 127.0.0.1:9100 (in lb), health checks running"
 
 failed=0
 # client LABEL URL CONNS REQUESTS WANT...: runs spooky-client from the client
@@ -273,6 +278,65 @@ note "shown: the route path_regex ^/static/.*\\.(css|js)\$ sends this to pool st
 say "spooky stats eth0 (XDP counters on lb)"
 run_in lb "$BIN/spooky" stats eth0 --pin-root "$PINS/lb"
 note "shown: per-VIP paths, per-backend packets, per-reason counts; 198.18.0.20 is l7, so XDP passes its packets to the kernel for the HTTP/3 tier (pass_l7) and its row stays 0."
+
+# spk CMD...: the spooky CLI on lb; it finds the admin socket in the config.
+spk() { run_in lb "$BIN/spooky" "$@" -c "$CONFIG"; }
+
+# wait_state SERVICE BACKEND STATE: polls spooky backends (20 s deadline).
+wait_state() {
+	local start=$SECONDS
+	for _ in $(seq 200); do
+		if spk backends "$1" --json | python3 -c '
+import json, sys
+st = json.load(sys.stdin)
+b = [b for s in st["services"] for b in s["backends"] if s["name"] == sys.argv[1] and b["name"] == sys.argv[2]]
+sys.exit(0 if b and b[0]["state"] == sys.argv[3] else 1)' "$1" "$2" "$3"; then
+			note "$1/$2 is $3 after $((SECONDS - start)) s"
+			return 0
+		fi
+		sleep 0.1
+	done
+	echo "demo.sh: $1/$2 never became $3" >&2
+	spk backends "$1" >&2 || true
+	failed=1
+	return 1
+}
+
+# without BACKEND: the last client run never reached BACKEND.
+without() {
+	if grep -q "^$1 " "$WORK/client.out"; then
+		echo "demo.sh: $1 answered though it should take no new connection" >&2
+		failed=1
+	fi
+}
+
+say "health: web-3 dies (its spooky-backend is killed)"
+kill -KILL "$(cat "$WORK/web-3.pid")"
+note "the quic handshake check (interval 2s, fall 3) probes web-3 through the VIP: the probe's mark steers it to web-3's MAC"
+wait_state web web-3 unhealthy
+spk backends web
+client "web with web-3 down (20 connections)" https://198.18.0.10/ 20 1 web-1 web-2
+without web-3
+note "shown: web-3 left the Maglev tables; its share went to web-1 and web-2, no request failed."
+
+say "health: web-3 comes back"
+backend web-3 web-3 --listen 198.18.0.10:443 --name web-3 \
+	--config-id 0 --server-id 0003 --nonce-len 6 --key "$WEB_KEY"
+wait_state web web-3 healthy
+
+say "spooky drain web/web-2"
+spk drain web/web-2
+wait_state web web-2 draining
+client "web with web-2 draining (20 connections)" https://198.18.0.10/ 20 1 web-1 web-3
+without web-2
+note "shown: a draining backend takes no new connection; its server ID still routes, so established ones finish."
+spk undrain web/web-2
+wait_state web web-2 healthy
+spk status
+
+say "metrics (GET http://127.0.0.1:9100/metrics on lb, some lines)"
+run_in lb python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:9100/metrics").read().decode())' |
+	grep -E '^spooky_(target_health\{.*web-[123].*state="(healthy|unhealthy)"|health_checks_total\{.*web-3|config_reloads_total|xdp_backend_packets_total)' | head -20
 
 if grep -qE 'level=(WARN|ERROR)' "$WORK/spooky.out"; then
 	note "spooky logged:"
