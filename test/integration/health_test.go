@@ -168,6 +168,31 @@ func TestHealthChecksDriveTheXDPTables(t *testing.T) {
 		})
 	})
 
+	t.Run("the daemon's metrics count what spooky stats counts", func(t *testing.T) {
+		// No client traffic now (probes leave through tc, not XDP), so the
+		// two reads see the same counters.
+		st := mustStats(t, x.LB)
+		fams := mustScrape(t, x.LB, scrapeURL)
+		checked := 0
+		for _, b := range st.Backends {
+			svc, be, ok := strings.Cut(b.Name, "/")
+			if !ok {
+				continue
+			}
+			checked++
+			got := mustMetric(t, fams, "spooky_xdp_backend_packets_total", map[string]string{"service": svc, "backend": be})
+			if got != float64(b.Packets) {
+				t.Errorf("%s: scraped %v packets, spooky stats %d", b.Name, got, b.Packets)
+			}
+		}
+		if checked != 2*len(x.Backends) {
+			t.Errorf("compared %d backends, want %d", checked, 2*len(x.Backends))
+		}
+		if v := mustMetric(t, fams, "spooky_config_reloads_total", map[string]string{"result": "ok"}); v != 1 {
+			t.Errorf("spooky_config_reloads_total{ok} = %v, want 1 (the first load)", v)
+		}
+	})
+
 	t.Run("a drain of an unknown backend and a broken reload are refused with the reason", func(t *testing.T) {
 		out, errOut, code := runSpooky(t, x.LB, "drain", "--admin", sock, "web4/nosuch")
 		if code == 0 || !strings.Contains(errOut, "nosuch") {
