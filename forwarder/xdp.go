@@ -292,7 +292,7 @@ func (x *XDP) Apply(ctx context.Context, cfg *config.Config) error {
 	for _, v := range d.VIPs {
 		x.timeouts[v.Info.Id] = v.FlowTimeout
 	}
-	x.log.Info("applied config", "vips", len(d.VIPs), "backends", len(d.Backends), "server_ids", len(d.ServerIDs))
+	x.log.Debug("applied config", "vips", len(d.VIPs), "backends", len(d.Backends), "server_ids", len(d.ServerIDs))
 	return nil
 }
 
