@@ -45,9 +45,9 @@ func attachCommand(e env) *cli.Command {
 			if err != nil {
 				return fmt.Errorf("attach: %w", err)
 			}
-			log := newLogger(e.stderr, cfg.Log)
+			log, level := newLogger(e.stderr, cfg.Log)
 			d, err := newDaemon(c.Context, daemonOptions{
-				path: path, iface: iface, xdpMode: mode, pinRoot: c.String("pin-root"),
+				path: path, iface: iface, xdpMode: mode, pinRoot: c.String("pin-root"), logLevel: level,
 			}, cfg, log)
 			if err != nil {
 				return fmt.Errorf("attach: %w", err)

@@ -43,6 +43,8 @@ type daemonOptions struct {
 	iface   string
 	xdpMode forwarder.XDPMode
 	pinRoot string
+	// logLevel, if set, is the logger's level, which a reload changes.
+	logLevel *slog.LevelVar
 }
 
 // daemon owns the one health registry and the tiers that follow it and the
@@ -231,11 +233,23 @@ func (d *daemon) reloadLocked(ctx context.Context) (string, error) {
 		return "", err
 	}
 	d.forgetRemoved(next)
+	d.applyLog(next.Log)
 	d.cfg = next
 	d.loadedAt = time.Now()
 	d.startChecks(next)
 	d.log.Info("reloaded", "config", d.opts.path)
 	return changes, nil
+}
+
+// applyLog sets the log level a reload asks for; a new format needs a
+// restart (the handler writes one format), which is said once.
+func (d *daemon) applyLog(c config.LogConfig) {
+	if d.opts.logLevel != nil {
+		d.opts.logLevel.Set(c.SlogLevel())
+	}
+	if c.Format != d.cfg.Log.Format {
+		d.log.Warn("log format changes at the next restart", "running", d.cfg.Log.Format, "configured", c.Format)
+	}
 }
 
 // forgetRemoved drops the health of targets the config no longer has, so

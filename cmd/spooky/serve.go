@@ -25,8 +25,8 @@ func serveCommand(e env) *cli.Command {
 			if err != nil {
 				return fmt.Errorf("serve: %w", err)
 			}
-			log := newLogger(e.stderr, cfg.Log)
-			d, err := newDaemon(c.Context, daemonOptions{path: path}, cfg, log)
+			log, level := newLogger(e.stderr, cfg.Log)
+			d, err := newDaemon(c.Context, daemonOptions{path: path, logLevel: level}, cfg, log)
 			if err != nil {
 				return fmt.Errorf("serve: %w", err)
 			}

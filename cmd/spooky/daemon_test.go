@@ -1,0 +1,143 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spooky-lb/spooky/admin"
+)
+
+// lockedBuffer is a bytes.Buffer the daemon's logger and the test share.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// daemonConfig is a config whose one backend, a closed port on loopback
+// (nothing leaves the host), is checked over TCP every 100 ms. Only
+// forwarding proxy takes a loopback backend with its own port; serve runs
+// no packet tier, so the service is only checked.
+func daemonConfig(sock, level string, port int) string {
+	return fmt.Sprintf(`log: {level: %s}
+admin: {socket: %s}
+services:
+  - name: web
+    address: 198.18.0.10
+    port: 443
+    forwarding: proxy
+    health_check: {type: tcp, address: backend, interval: 100ms, timeout: 50ms, rise: 1, fall: 2}
+    backends:
+      - {name: b1, address: 127.0.0.1, port: %d}
+`, level, sock, port)
+}
+
+// closedPort returns a loopback TCP port nothing listens on.
+func closedPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	return port
+}
+
+// TestServeDaemonFollowsItsConfig runs `spooky serve` in-process: its
+// checker takes a dead backend out, the admin API reports it, and a reload
+// through the API applies a new log level; a broken file is refused with
+// its line and the old config keeps running.
+func TestServeDaemonFollowsItsConfig(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "admin.sock")
+	cfgPath := filepath.Join(dir, "spooky.yaml")
+	port := closedPort(t)
+	if err := os.WriteFile(cfgPath, []byte(daemonConfig(sock, "info", port)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"spooky", "serve", "-c", cfgPath}, env{stdout: &bytes.Buffer{}, stderr: &stderr})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("spooky serve exited %d after its context ended; log:\n%s", code, stderr.String())
+			}
+		case <-time.After(15 * time.Second):
+			t.Errorf("spooky serve did not stop within 15s; log:\n%s", stderr.String())
+		}
+	})
+	c, err := admin.Dial(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	state := func() string {
+		st, err := c.Status(ctx)
+		if err != nil {
+			return err.Error()
+		}
+		return st.Services[0].Backends[0].State
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("not within 10s: %s; log:\n%s", what, stderr.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	waitFor("the dead backend is unhealthy", func() bool { return state() == "unhealthy" })
+	if strings.Contains(stderr.String(), "health check failed") {
+		t.Fatalf("a debug line was logged at level info:\n%s", stderr.String())
+	}
+
+	if err := os.WriteFile(cfgPath, []byte(daemonConfig(sock, "debug", port)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Reload(ctx); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	waitFor("failed probes are logged at debug after the reload", func() bool {
+		return strings.Contains(stderr.String(), "health check failed")
+	})
+
+	if err := os.WriteFile(cfgPath, []byte("services: [\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Reload(ctx)
+	if p := admin.Problems(err); len(p) == 0 || p[0].File != cfgPath || p[0].Line == 0 {
+		t.Fatalf("reload of a broken file: %v; want its problems with file and line", err)
+	}
+	if got := state(); got != "unhealthy" {
+		t.Errorf("after a rejected reload the backend is %q, want the running config's unhealthy", got)
+	}
+}
