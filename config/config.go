@@ -307,7 +307,8 @@ type HealthCheckConfig struct {
 type TLSConfig struct {
 	// ServerNames are the SNI names, exact or "*.example.test". At least one.
 	ServerNames []string `yaml:"server_names"`
-	// Cert is a PEM certificate chain file. A relative path is relative to
+	// Cert is a PEM certificate chain file: a regular file of at most
+	// MaxPEMFileSize bytes (see ReadPEMFile). A relative path is relative to
 	// the configuration file's directory; Parse stores the resolved path.
 	Cert string `yaml:"cert"`
 	// Key is the PEM private key file, resolved like Cert.
@@ -395,8 +396,9 @@ type UpstreamConfig struct {
 
 // UpstreamTLSConfig says how spooky verifies an upstream's certificate.
 type UpstreamTLSConfig struct {
-	// CA is a PEM file of the CAs to trust. If empty, the system's roots.
-	// Relative paths are relative to the configuration file.
+	// CA is a PEM file of the CAs to trust, read like TLSConfig.Cert. If
+	// empty, the system's roots. Relative paths are relative to the
+	// configuration file.
 	CA string `yaml:"ca"`
 	// ServerName is sent as SNI and verified. If empty, the address's host.
 	ServerName string `yaml:"server_name"`

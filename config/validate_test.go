@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -301,7 +302,7 @@ pools:
       - {address: "h3://198.18.2.2", tls: {ca: ` + exampleKey + `}}
 `,
 		want: []string{
-			`11:48: ca: open /nonexistent/ca.pem: no such file or directory`,
+			`11:48: ca: file /nonexistent/ca.pem does not exist`,
 			`12:48: ca: ../examples/certs/example.test.key holds no PEM certificate`,
 		},
 	},
@@ -461,5 +462,39 @@ pools: [{name: api, upstreams: [{address: "h3://198.18.2.1"}]}]
 	want := "8:15: cert: " + cert + " with key " + other + ": tls: private key does not match public key"
 	if !slices.Equal(got, []string{want}) {
 		t.Errorf("problems = %q, want %q", got, want)
+	}
+}
+
+func TestValidationRefusesCertificateFilesItCannotReadSafely(t *testing.T) {
+	fifo := mustFIFO(t)
+	big := mustSparseFile(t, "big.pem", MaxPEMFileSize+1)
+	key, _ := filepath.Abs(exampleKey)
+	src := `services:
+  - name: edge
+    address: 198.18.0.20
+    port: 443
+    mode: l7
+    tls:
+      - {server_names: [example.test], cert: ` + fifo + `, key: /dev/zero}
+      - {server_names: [b.example.test], cert: ` + big + `, key: ` + key + `}
+    routes: [{pool: api}]
+pools:
+  - name: api
+    upstreams: [{address: "h3://198.18.2.1", tls: {ca: ` + fifo + `}}]
+`
+	var got []string
+	mustFinish(t, "Parse", func() { got = problems(t, src) })
+	// at is "line:col" of the first text on a 1-based line of src.
+	at := func(line int, text string) string {
+		return fmt.Sprintf("%d:%d", line, 1+strings.Index(strings.Split(src, "\n")[line-1], text))
+	}
+	want := []string{
+		at(7, fifo) + ": cert: " + fifo + ": not a regular file (a named pipe)",
+		at(7, "/dev/zero") + ": key: /dev/zero: not a regular file (a character device)",
+		at(8, big) + ": cert: " + big + ": file too large: 1048577 bytes; the limit is 1048576 bytes",
+		at(12, fifo) + ": ca: " + fifo + ": not a regular file (a named pipe)",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("problems:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
 	}
 }
