@@ -63,7 +63,8 @@ type Config struct {
 	Admin   AdminConfig   `yaml:"admin"`
 	Metrics MetricsConfig `yaml:"metrics"`
 	// Services are the virtual services (VIP address and port). At least one
-	// is required.
+	// is required; at most bpf.MaxVIPs, not counting l4 services with
+	// forwarding proxy, which stay out of the XDP maps.
 	Services []ServiceConfig `yaml:"services"`
 	// Pools are the upstream pools that l7 routes name.
 	Pools []PoolConfig `yaml:"pools"`
@@ -194,11 +195,14 @@ type ServiceConfig struct {
 	// Strict (l4) drops datagrams that are not QUIC instead of hashing them.
 	Strict bool `yaml:"strict"`
 	// MaglevSize (l4) is the lookup table size: prime, at least 100 × the
-	// number of backends. If zero, 65537.
+	// number of backends and at most bpf.MaglevMaxSize (65537), the largest
+	// table the XDP maps hold; with more than 655 backends, 65537 itself.
+	// If zero, 65537.
 	MaglevSize int `yaml:"maglev_size"`
 	// FlowTimeout (l4) is how long an idle flow-table entry lasts. If zero, 60s.
 	FlowTimeout time.Duration `yaml:"flow_timeout"`
-	// Backends (l4) receive the service's datagrams. At least one.
+	// Backends (l4) receive the service's datagrams. At least one; at most
+	// bpf.MaxBackends over all services whose packets XDP forwards.
 	Backends []BackendConfig `yaml:"backends"`
 
 	// CID are the QUIC-LB configurations whose connection IDs route to this

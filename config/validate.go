@@ -18,11 +18,9 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
-)
 
-// MaxMaglevSize bounds maglev_size: the XDP fast path keeps two tables of
-// this many 4-octet entries per service.
-const MaxMaglevSize = 1 << 24
+	"github.com/spooky-lb/spooky/bpf"
+)
 
 // maglevPerBackend is the table size per backend below which Maglev's
 // imbalance grows past about 1% (Maglev paper, NSDI '16, §3.4 and §5.3).
@@ -194,11 +192,46 @@ func (v *validator) config(c *Config) {
 			}
 		}
 	}
+	v.capacity(c)
 	for i, pl := range c.Pools {
 		if pl.Name != "" && !used[pl.Name] {
 			v.errorf(fmt.Sprintf("pools[%d].name", i), "name: pool %q is not used by any route", echo(pl.Name))
 		}
 	}
+}
+
+// capacity checks that the services and backends fit the XDP maps, which
+// attach and reload would otherwise refuse: one VIP id per service (bpf.MaxVIPs)
+// and one backend index per backend of an l4 service (bpf.MaxBackends).
+// Services with forwarding: proxy stay out of the maps (the userspace
+// forwarder serves them) and so do not count. Each limit is reported once, at
+// the first entry past it.
+func (v *validator) capacity(c *Config) {
+	vips, backends := 0, 0
+	for i := range c.Services {
+		s := &c.Services[i]
+		if !inXDP(s) {
+			continue
+		}
+		p := fmt.Sprintf("services[%d]", i)
+		if vips++; vips == bpf.MaxVIPs+1 {
+			v.errorf(p, "services: the XDP maps hold %d services (l4 with forwarding proxy not counted) and this is one more", bpf.MaxVIPs)
+		}
+		if s.Mode != ModeL4 {
+			continue
+		}
+		for j := range s.Backends {
+			if backends++; backends == bpf.MaxBackends+1 {
+				v.errorf(fmt.Sprintf("%s.backends[%d]", p, j), "backends: the XDP maps hold %d backends over all l4 services (forwarding proxy not counted) and this is one more", bpf.MaxBackends)
+			}
+		}
+	}
+}
+
+// inXDP reports whether the XDP maps hold s: every service but an l4 one
+// with forwarding proxy.
+func inXDP(s *ServiceConfig) bool {
+	return s.Mode != ModeL4 || s.Forwarding != ForwardingProxy
 }
 
 func (v *validator) admin(a AdminConfig) {
@@ -340,13 +373,15 @@ func (v *validator) l4(s *ServiceConfig, p string, sidLen int) {
 	if len(s.Backends) == 0 {
 		v.errorf(p+".backends", "backends: mode l4 needs at least one backend")
 	}
-	switch m := s.MaglevSize; {
-	case m < 2 || m > MaxMaglevSize:
-		v.errorf(p+".maglev_size", "maglev_size: %d is out of range 2..%d", m, MaxMaglevSize)
+	switch m, least := s.MaglevSize, minMaglevSize(len(s.Backends)); {
+	case m < 2 || m > bpf.MaglevMaxSize:
+		v.errorf(p+".maglev_size", "maglev_size: %d is out of range 2..%d (the largest table the XDP maps hold)", m, bpf.MaglevMaxSize)
 	case !isPrime(m):
-		v.errorf(p+".maglev_size", "maglev_size: %d is not prime (Maglev needs a prime table size; try %d)", m, nextPrime(m))
-	case m < maglevPerBackend*len(s.Backends):
-		v.errorf(p+".maglev_size", "maglev_size: %d is less than %d × %d backends, which skews load; try %d", m, maglevPerBackend, len(s.Backends), nextPrime(maglevPerBackend*len(s.Backends)))
+		v.errorf(p+".maglev_size", "maglev_size: %d is not prime (Maglev needs a prime table size; try %d)", m, maglevSuggestion(m))
+	case m < least && least == bpf.MaglevMaxSize:
+		v.errorf(p+".maglev_size", "maglev_size: %d is less than %d × %d backends, which skews load; try %d, the largest table the XDP maps hold", m, maglevPerBackend, len(s.Backends), bpf.MaglevMaxSize)
+	case m < least:
+		v.errorf(p+".maglev_size", "maglev_size: %d is less than %d × %d backends, which skews load; try %d", m, maglevPerBackend, len(s.Backends), maglevSuggestion(least))
 	}
 
 	names := map[string]string{}
@@ -396,6 +431,20 @@ func (v *validator) l4(s *ServiceConfig, p string, sidLen int) {
 	if s.HealthCheck != nil {
 		v.healthCheck(s.HealthCheck, p+".health_check")
 	}
+}
+
+// minMaglevSize is the smallest table for n backends: maglevPerBackend
+// entries each, or the largest table the maps hold if that is less (a
+// service of more than 655 backends gets fewer entries each, and somewhat
+// less even load, rather than no table).
+func minMaglevSize(n int) int {
+	return min(maglevPerBackend*n, bpf.MaglevMaxSize)
+}
+
+// maglevSuggestion is the prime to suggest for a table of at least m
+// entries: never past the largest table the maps hold, which is prime.
+func maglevSuggestion(m int) int {
+	return nextPrime(min(m, bpf.MaglevMaxSize))
 }
 
 func cmpOr(a, b int) int {

@@ -167,6 +167,11 @@ var problemCases = []struct {
 		want: []string{`7:18: maglev_size: 65536 is not prime (Maglev needs a prime table size; try 65537)`},
 	},
 	{
+		name: "maglev_size must fit the XDP maps",
+		src:  minimalL4 + "    maglev_size: 65539\n",
+		want: []string{`7:18: maglev_size: 65539 is out of range 2..65537 (the largest table the XDP maps hold)`},
+	},
+	{
 		name: "maglev_size must be at least 100 times the backends",
 		src:  minimalL4 + "      - {name: b2, address: 198.18.1.2}\n    maglev_size: 101\n",
 		want: []string{`8:18: maglev_size: 101 is less than 100 × 2 backends, which skews load; try 211`},
