@@ -277,7 +277,9 @@ type BackendConfig struct {
 	// Name identifies the backend (admin API, metrics). Required; unique in
 	// the service.
 	Name string `yaml:"name"`
-	// Address is the backend's IP. Required.
+	// Address is the backend's IP: unicast and reachable the way the
+	// service forwards (not loopback unless forwarding is proxy, not IPv6
+	// link-local, not IPv4 link-local with ipip). Required.
 	Address netip.Addr `yaml:"address"`
 	// Port is where the backend listens. If zero, the service's port. Only
 	// forwarding: proxy may change the port.

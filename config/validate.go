@@ -131,17 +131,59 @@ func (v *validator) name(path, name string) {
 	}
 }
 
-// unicast checks a VIP or backend address.
-func (v *validator) unicast(path string, a netip.Addr) {
+// thisNetwork is 0.0.0.0/8, "this host on this network": a source address
+// only, never a destination (RFC 1122 §3.2.1.3 (a), (b)).
+var thisNetwork = netip.MustParsePrefix("0.0.0.0/8")
+
+// unicast checks a VIP or backend address and reports whether it is a
+// unicast address, one that names a single host.
+func (v *validator) unicast(path string, a netip.Addr) bool {
+	why := ""
 	switch {
 	case !a.IsValid():
 		v.missing(path)
+		return false
 	case a.Zone() != "":
 		v.errorf(path, "%s: %s has a zone; zones are not supported", fieldName(path), echo(a.String()))
+		return false
 	case a.Is4In6():
 		v.errorf(path, "%s: write the IPv4-mapped address %s as %s", fieldName(path), a, a.Unmap())
-	case a.IsUnspecified() || a.IsMulticast():
-		v.errorf(path, "%s: %s is not a unicast address", fieldName(path), a)
+		return false
+	case a.IsUnspecified():
+		why = "it is the unspecified address, which names no host (RFC 1122 §3.2.1.3, RFC 4291 §2.5.2)"
+	case a.IsMulticast():
+		why = "it is a multicast address"
+	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		why = "it is the limited broadcast address (RFC 919)"
+	case thisNetwork.Contains(a):
+		why = "0.0.0.0/8 is only ever a source address (RFC 1122 §3.2.1.3)"
+	default:
+		return true
+	}
+	v.errorf(path, "%s: %s is not a unicast address: %s", fieldName(path), a, why)
+	return false
+}
+
+// backendAddr checks what an l4 backend's address must be beyond unicast:
+// reachable the way the service forwards to it.
+func (v *validator) backendAddr(path string, a netip.Addr, fwd Forwarding) {
+	if !v.unicast(path, a) {
+		return
+	}
+	switch {
+	case a.IsLoopback() && fwd != ForwardingProxy:
+		// XDP sends the packet out of the interface it arrived on; a
+		// loopback address never leaves its host (RFC 1122 §3.2.1.3 (g),
+		// RFC 4291 §2.5.3).
+		v.errorf(path, "address: %s is a loopback address, which forwarding %s cannot reach: XDP sends packets out of the network interface", a, fwd)
+	case a.Is6() && a.IsLinkLocalUnicast():
+		// Without a zone, which spooky does not take, a link-local address
+		// names no one interface (RFC 4007 §6).
+		v.errorf(path, "address: %s is an IPv6 link-local address, which names a host only together with an interface; use a global or unique local address", a)
+	case a.Is4() && a.IsLinkLocalUnicast() && fwd == ForwardingIPIP:
+		// Routers do not forward packets to 169.254/16 (RFC 3927 §2.7), so
+		// an encapsulated packet reaches it only on-link, which l2dsr does.
+		v.errorf(path, "address: %s is an IPv4 link-local address, which routers do not forward (RFC 3927 §2.7); forwarding ipip cannot rely on reaching it, use l2dsr", a)
 	}
 }
 
@@ -395,7 +437,7 @@ func (v *validator) l4(s *ServiceConfig, p string, sidLen int) {
 		} else {
 			names[b.Name] = bp + ".name"
 		}
-		v.unicast(bp+".address", b.Address)
+		v.backendAddr(bp+".address", b.Address, s.Forwarding)
 		v.port(bp+".port", b.Port, false)
 		if b.Port != 0 && b.Port != s.Port && s.Forwarding != ForwardingProxy {
 			v.errorf(bp+".port", "port: forwarding %s cannot change the port (%d → %d); leave port out or use forwarding: proxy", s.Forwarding, s.Port, b.Port)

@@ -60,9 +60,55 @@ var problemCases = []struct {
       - {name: b1, address: "::ffff:198.18.1.1"}
 `,
 		want: []string{
-			`3:14: address: 0.0.0.0 is not a unicast address`,
+			`3:14: address: 0.0.0.0 is not a unicast address: it is the unspecified address, which names no host (RFC 1122 §3.2.1.3, RFC 4291 §2.5.2)`,
 			`6:29: address: write the IPv4-mapped address ::ffff:198.18.1.1 as 198.18.1.1`,
 		},
+	},
+	{
+		name: "a backend address must name one host that the forwarding can reach",
+		src: `services:
+  - name: web
+    address: 198.18.0.10
+    port: 443
+    backends:
+      - {name: b1, address: 255.255.255.255}
+      - {name: b2, address: "::"}
+      - {name: b3, address: 0.1.2.3}
+      - {name: b4, address: ff02::1}
+      - {name: b5, address: 127.0.0.1}
+      - {name: b6, address: "::1"}
+      - {name: b7, address: fe80::1}
+      - {name: b8, address: 169.254.1.1}
+  - name: tunnel
+    address: 198.18.0.11
+    port: 443
+    forwarding: ipip
+    backends:
+      - {name: b1, address: 169.254.1.1}
+  - name: local
+    address: 198.18.0.12
+    port: 443
+    forwarding: proxy
+    backends:
+      - {name: b1, address: 127.0.0.1}
+      - {name: b2, address: fe80::1}
+`,
+		want: []string{
+			`6:29: address: 255.255.255.255 is not a unicast address: it is the limited broadcast address (RFC 919)`,
+			`7:29: address: :: is not a unicast address: it is the unspecified address, which names no host (RFC 1122 §3.2.1.3, RFC 4291 §2.5.2)`,
+			`8:29: address: 0.1.2.3 is not a unicast address: 0.0.0.0/8 is only ever a source address (RFC 1122 §3.2.1.3)`,
+			`9:29: address: ff02::1 is not a unicast address: it is a multicast address`,
+			`10:29: address: 127.0.0.1 is a loopback address, which forwarding l2dsr cannot reach: XDP sends packets out of the network interface`,
+			`11:29: address: ::1 is a loopback address, which forwarding l2dsr cannot reach: XDP sends packets out of the network interface`,
+			`12:29: address: fe80::1 is an IPv6 link-local address, which names a host only together with an interface; use a global or unique local address`,
+			`19:29: address: 169.254.1.1 is an IPv4 link-local address, which routers do not forward (RFC 3927 §2.7); forwarding ipip cannot rely on reaching it, use l2dsr`,
+			`26:29: address: fe80::1 is an IPv6 link-local address, which names a host only together with an interface; use a global or unique local address`,
+		},
+	},
+	{
+		name: "a broadcast address is not a VIP either",
+		src:  strings.Replace(minimalL4, "198.18.0.10", "255.255.255.255", 1),
+		want: []string{`3:14: address: 255.255.255.255 is not a unicast address: it is the limited broadcast address (RFC 919)`},
 	},
 	{
 		name: "a port above 65535 is out of range",
