@@ -138,19 +138,34 @@ func nodePos(n ast.Node) pos {
 }
 
 // resolve follows anchors, aliases and tags to the node that holds the value.
+// An anchor may hold an alias to itself (&a !t *a) or to an anchor that
+// holds another alias: resolve reports a cycle, and a chain of more than
+// MaxNesting aliases, at the first alias, instead of following it for ever.
 func (d *decoder) resolve(n ast.Node, path string) ast.Node {
+	var first *ast.AliasNode // where the file asked for the value
+	var seen []ast.Node      // alias targets followed so far
 	for {
 		switch t := n.(type) {
 		case *ast.AnchorNode:
 			d.anchors[t.Name.GetToken().Value] = t.Value
 			n = t.Value
 		case *ast.AliasNode:
-			name := t.Value.GetToken().Value
-			target, ok := d.anchors[name]
-			if !ok {
-				d.errorf(nodePos(t), path, "alias *%s names no anchor defined before it", echo(name))
+			if first == nil {
+				first = t
+			}
+			target, ok := d.anchors[t.Value.GetToken().Value]
+			switch {
+			case !ok:
+				d.errorf(nodePos(t), path, "alias *%s names no anchor defined before it", aliasName(t))
+				return nil
+			case slices.Contains(seen, target):
+				d.errorf(nodePos(first), path, "alias *%s refers to itself, so it has no value", aliasName(first))
+				return nil
+			case len(seen) == MaxNesting:
+				d.errorf(nodePos(first), path, "alias *%s: aliases of aliases chain more than %d deep", aliasName(first), MaxNesting)
 				return nil
 			}
+			seen = append(seen, target)
 			n = target
 		case *ast.TagNode:
 			n = t.Value
@@ -159,6 +174,9 @@ func (d *decoder) resolve(n ast.Node, path string) ast.Node {
 		}
 	}
 }
+
+// aliasName is the name an alias refers to, clipped for messages.
+func aliasName(a *ast.AliasNode) string { return echo(a.Value.GetToken().Value) }
 
 // collectAnchors records the anchors inside a subtree that is not decoded
 // (an "x-" extension field), so that aliases elsewhere can use them.
@@ -455,7 +473,7 @@ func (d *decoder) merge(out *[]*ast.MappingValueNode, n ast.Node, path string, o
 // list".
 func aliasText(n ast.Node) string {
 	if a, ok := n.(*ast.AliasNode); ok {
-		return "alias *" + echo(a.Value.GetToken().Value)
+		return "alias *" + aliasName(a)
 	}
 	return "the list"
 }

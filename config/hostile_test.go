@@ -29,6 +29,20 @@ var hostileCases = []struct {
 		at:   "*m]]",
 	},
 	{
+		name: "an anchor whose value is an alias to itself is a cycle, not an endless loop",
+		// The alias on a line of its own: goccy/go-yaml places a token that
+		// follows a tag on its line one column early.
+		src: strings.Replace(minimalL4, "port: 443", "port: &p !t\n      *p", 1),
+		msg: "alias *p refers to itself, so it has no value",
+		at:  "*p",
+	},
+	{
+		name: "a long chain of aliases of aliases is cut short",
+		src:  aliasChain(100) + strings.Replace(minimalL4, "port: 443", "port: *a100", 1),
+		msg:  fmt.Sprintf("alias *a100: aliases of aliases chain more than %d deep", MaxNesting),
+		at:   "*a100",
+	},
+	{
 		name: "merge lists of aliases of lists stop at MaxValues instead of expanding 2^30 times",
 		src:  exponentialMerge(30),
 		msg:  fmt.Sprintf("the file expands to more than %d values through aliases and merge keys (each use counts its anchor's values again); use fewer aliases of aliases", MaxValues),
@@ -93,6 +107,17 @@ func exponentialMerge(n int) string {
 		fmt.Fprintf(&b, "x-a%d: &a%d [*a%d, *a%d]\n", i, i, i-1, i-1)
 	}
 	fmt.Fprintf(&b, "services:\n  - <<: *a%d\n    address: 198.18.0.10\n    port: 443\n", n)
+	return b.String()
+}
+
+// aliasChain defines anchors a0..an, each but the first an alias of the
+// one before: "x-1: &a1 ! *a0".
+func aliasChain(n int) string {
+	var b strings.Builder
+	b.WriteString("x-0: &a0 443\n")
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&b, "x-%d: &a%d ! *a%d\n", i, i, i-1)
+	}
 	return b.String()
 }
 
