@@ -48,8 +48,8 @@ func readRegularFile(path string, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w (%s)", path, ErrNotRegularFile, fileKind(fi.Mode()))
 	}
 	if fi.Size() > limit {
-		size, max := sizeText(fi.Size(), limit)
-		return nil, fmt.Errorf("%s: %w: %s; the limit is %s", path, ErrFileTooLarge, size, max)
+		size, lim := sizeText(fi.Size(), limit)
+		return nil, fmt.Errorf("%s: %w: %s; the limit is %s", path, ErrFileTooLarge, size, lim)
 	}
 	// Read one byte past the limit to catch a file that grows, or one whose
 	// size stat does not report (/proc).
@@ -58,7 +58,7 @@ func readRegularFile(path string, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("%s: %w: more than %s", path, ErrFileTooLarge, humanSize(limit))
+		return nil, fmt.Errorf("%s: %w: more than the limit, %s", path, ErrFileTooLarge, humanSize(limit))
 	}
 	return data, nil
 }
