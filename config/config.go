@@ -58,7 +58,8 @@ type Config struct {
 	Admin   AdminConfig   `yaml:"admin"`
 	Metrics MetricsConfig `yaml:"metrics"`
 	// Services are the virtual services (VIP address and port). At least one
-	// is required.
+	// is required; at most bpf.MaxVIPs, not counting l4 services with
+	// forwarding proxy, which stay out of the XDP maps.
 	Services []ServiceConfig `yaml:"services"`
 	// Pools are the upstream pools that l7 routes name.
 	Pools []PoolConfig `yaml:"pools"`
@@ -194,11 +195,14 @@ type ServiceConfig struct {
 	// Strict (l4) drops datagrams that are not QUIC instead of hashing them.
 	Strict bool `yaml:"strict"`
 	// MaglevSize (l4) is the lookup table size: prime, at least 100 × the
-	// number of backends. If zero, 65537.
+	// number of backends and at most bpf.MaglevMaxSize (65537), the largest
+	// table the XDP maps hold; with more than 655 backends, 65537 itself.
+	// If zero, 65537.
 	MaglevSize int `yaml:"maglev_size"`
 	// FlowTimeout (l4) is how long an idle flow-table entry lasts. If zero, 60s.
 	FlowTimeout time.Duration `yaml:"flow_timeout"`
-	// Backends (l4) receive the service's datagrams. At least one.
+	// Backends (l4) receive the service's datagrams. At least one; at most
+	// bpf.MaxBackends over all services whose packets XDP forwards.
 	Backends []BackendConfig `yaml:"backends"`
 
 	// CID are the QUIC-LB configurations whose connection IDs route to this
@@ -273,7 +277,9 @@ type BackendConfig struct {
 	// Name identifies the backend (admin API, metrics). Required; unique in
 	// the service.
 	Name string `yaml:"name"`
-	// Address is the backend's IP. Required.
+	// Address is the backend's IP: unicast and reachable the way the
+	// service forwards (not loopback unless forwarding is proxy, not IPv6
+	// link-local, not IPv4 link-local with ipip). Required.
 	Address netip.Addr `yaml:"address"`
 	// Port is where the backend listens. If zero, the service's port. Only
 	// forwarding: proxy may change the port.
@@ -394,7 +400,8 @@ type HealthCheckTLSConfig struct {
 type TLSConfig struct {
 	// ServerNames are the SNI names, exact or "*.example.test". At least one.
 	ServerNames []string `yaml:"server_names"`
-	// Cert is a PEM certificate chain file. A relative path is relative to
+	// Cert is a PEM certificate chain file: a regular file of at most
+	// MaxPEMFileSize bytes (see ReadPEMFile). A relative path is relative to
 	// the configuration file's directory; Parse stores the resolved path.
 	Cert string `yaml:"cert"`
 	// Key is the PEM private key file, resolved like Cert.
@@ -482,8 +489,9 @@ type UpstreamConfig struct {
 
 // UpstreamTLSConfig says how spooky verifies an upstream's certificate.
 type UpstreamTLSConfig struct {
-	// CA is a PEM file of the CAs to trust. If empty, the system's roots.
-	// Relative paths are relative to the configuration file.
+	// CA is a PEM file of the CAs to trust, read like TLSConfig.Cert. If
+	// empty, the system's roots. Relative paths are relative to the
+	// configuration file.
 	CA string `yaml:"ca"`
 	// ServerName is sent as SNI and verified. If empty, the address's host.
 	ServerName string `yaml:"server_name"`

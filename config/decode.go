@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -76,6 +77,46 @@ type decoder struct {
 	errs    Errors
 	failed  map[string]bool // paths whose value could not be decoded
 	anchors map[string]ast.Node
+
+	// values counts the values built so far, against MaxValues; spent is
+	// set once the count passes it, and decoding stops.
+	values int
+	spent  bool
+	// via is the outermost alias (or merge key value) being expanded, where
+	// a problem inside the expansion is best reported: that is where the
+	// file asked for it.
+	via *pos
+}
+
+// spend counts k more values built from node n and reports whether they
+// fit in MaxValues. The first time they do not, it reports the problem
+// (at the alias being expanded, if any); after that, decoding stops.
+func (d *decoder) spend(k int, n ast.Node, path string) bool {
+	if d.spent {
+		return false
+	}
+	d.values += k
+	if d.values <= MaxValues {
+		return true
+	}
+	d.spent = true
+	if d.via != nil {
+		d.errorf(*d.via, path, "the file expands to more than %d values through aliases and merge keys (each use counts its anchor's values again); use fewer aliases of aliases", MaxValues)
+	} else {
+		d.errorf(nodePos(n), path, "the file holds more than %d values", MaxValues)
+	}
+	return false
+}
+
+// expanding records n as the outermost expansion, if it is an alias and no
+// other expansion is under way, and returns the function that ends it.
+func (d *decoder) expanding(n ast.Node) func() {
+	if _, ok := n.(*ast.AliasNode); !ok || d.via != nil {
+		return func() {}
+	}
+	p := nodePos(n)
+	d.via = &p
+	return func() { d.via = nil }
 }
 
 func (d *decoder) errorf(p pos, path, format string, args ...any) {
@@ -97,19 +138,34 @@ func nodePos(n ast.Node) pos {
 }
 
 // resolve follows anchors, aliases and tags to the node that holds the value.
+// An anchor may hold an alias to itself (&a !t *a) or to an anchor that
+// holds another alias: resolve reports a cycle, and a chain of more than
+// MaxNesting aliases, at the first alias, instead of following it for ever.
 func (d *decoder) resolve(n ast.Node, path string) ast.Node {
+	var first *ast.AliasNode // where the file asked for the value
+	var seen []ast.Node      // alias targets followed so far
 	for {
 		switch t := n.(type) {
 		case *ast.AnchorNode:
 			d.anchors[t.Name.GetToken().Value] = t.Value
 			n = t.Value
 		case *ast.AliasNode:
-			name := t.Value.GetToken().Value
-			target, ok := d.anchors[name]
-			if !ok {
-				d.errorf(nodePos(t), path, "alias *%s names no anchor defined before it", name)
+			if first == nil {
+				first = t
+			}
+			target, ok := d.anchors[t.Value.GetToken().Value]
+			switch {
+			case !ok:
+				d.errorf(nodePos(t), path, "alias *%s names no anchor defined before it", aliasName(t))
+				return nil
+			case slices.Contains(seen, target):
+				d.errorf(nodePos(first), path, "alias *%s refers to itself, so it has no value", aliasName(first))
+				return nil
+			case len(seen) == MaxNesting:
+				d.errorf(nodePos(first), path, "alias *%s: aliases of aliases chain more than %d deep", aliasName(first), MaxNesting)
 				return nil
 			}
+			seen = append(seen, target)
 			n = target
 		case *ast.TagNode:
 			n = t.Value
@@ -118,6 +174,9 @@ func (d *decoder) resolve(n ast.Node, path string) ast.Node {
 		}
 	}
 }
+
+// aliasName is the name an alias refers to, clipped for messages.
+func aliasName(a *ast.AliasNode) string { return echo(a.Value.GetToken().Value) }
 
 // collectAnchors records the anchors inside a subtree that is not decoded
 // (an "x-" extension field), so that aliases elsewhere can use them.
@@ -181,6 +240,10 @@ func scalarText(n ast.Node) (string, bool) {
 
 // decode stores node n into v, recording positions under path.
 func (d *decoder) decode(n ast.Node, v reflect.Value, path string) {
+	if !d.spend(1, n, path) {
+		return
+	}
+	defer d.expanding(n)()
 	n = d.resolve(n, path)
 	if n == nil {
 		return
@@ -202,7 +265,7 @@ func (d *decoder) decode(n ast.Node, v reflect.Value, path string) {
 		}
 		dur, err := time.ParseDuration(s.Value)
 		if err != nil {
-			d.errorf(p, path, "%s: %q is not a duration such as 2s or 500ms", fieldName(path), s.Value)
+			d.errorf(p, path, "%s: %q is not a duration such as 2s or 500ms", fieldName(path), echo(s.Value))
 			return
 		}
 		v.SetInt(int64(dur))
@@ -215,7 +278,7 @@ func (d *decoder) decode(n ast.Node, v reflect.Value, path string) {
 		}
 		a, err := netip.ParseAddr(s)
 		if err != nil {
-			d.errorf(p, path, "%s: %q is not an IP address", fieldName(path), s)
+			d.errorf(p, path, "%s: %q is not an IP address", fieldName(path), echo(s))
 			return
 		}
 		v.Set(reflect.ValueOf(a))
@@ -228,7 +291,7 @@ func (d *decoder) decode(n ast.Node, v reflect.Value, path string) {
 		}
 		b, err := hex.DecodeString(s)
 		if err != nil {
-			d.errorf(p, path, "%s: %q is not hex octets (an even number of hex digits)", fieldName(path), s)
+			d.errorf(p, path, "%s: %q is not hex octets (an even number of hex digits)", fieldName(path), echo(s))
 			return
 		}
 		v.Set(reflect.ValueOf(Hex(b)))
@@ -295,7 +358,7 @@ func (d *decoder) decodeInto(n ast.Node, v reflect.Value, path string, p pos) {
 			x = val
 		case uint64:
 			if val > math.MaxInt64 {
-				d.errorf(p, path, "%s: %s is too large", fieldName(path), i.GetToken().Value)
+				d.errorf(p, path, "%s: %s is too large", fieldName(path), echo(i.GetToken().Value))
 				return
 			}
 			x = int64(val)
@@ -308,7 +371,7 @@ func (d *decoder) decodeInto(n ast.Node, v reflect.Value, path string, p pos) {
 		case *ast.IntegerNode, *ast.FloatNode:
 			f, err := strconv.ParseFloat(strings.ReplaceAll(t.GetToken().Value, "_", ""), 64)
 			if err != nil {
-				d.errorf(p, path, "%s: %q is not a number", fieldName(path), t.GetToken().Value)
+				d.errorf(p, path, "%s: %q is not a number", fieldName(path), echo(t.GetToken().Value))
 				return
 			}
 			v.SetFloat(f)
@@ -357,7 +420,7 @@ func (d *decoder) decodeStruct(n ast.Node, v reflect.Value, path string) {
 				d.collectAnchors(kv.Value) // extension field: ignored, but its anchors count
 				continue
 			}
-			d.errorf(kp, sub, "unknown field %q%s", key, suggest(key, maps.Keys(fields)))
+			d.errorf(kp, sub, "unknown field %q%s", echo(key), suggest(key, maps.Keys(fields)))
 			continue
 		}
 		d.ix.key[sub] = kp
@@ -366,23 +429,53 @@ func (d *decoder) decodeStruct(n ast.Node, v reflect.Value, path string) {
 }
 
 // mergeSources returns the entries a merge key brings in: one mapping or a
-// list of mappings.
+// list of mappings (YAML merge key, https://yaml.org/type/merge.html).
 func (d *decoder) mergeSources(n ast.Node, path string) []*ast.MappingValueNode {
-	n = d.resolve(n, path)
-	switch t := n.(type) {
-	case *ast.MappingNode:
-		return t.Values
-	case *ast.SequenceNode:
-		var out []*ast.MappingValueNode
-		for _, e := range t.Values {
-			out = append(out, d.mergeSources(e, path)...)
-		}
-		return out
-	case nil:
-		return nil
+	defer d.expanding(n)()
+	var out []*ast.MappingValueNode
+	d.merge(&out, n, path, nil)
+	return out
+}
+
+// merge appends the entries of the mappings n names to out. open holds the
+// lists being expanded, outermost first: a list that includes itself
+// through an alias (<<: &m [*m]) would otherwise recurse without end, and
+// lists of aliases of lists expand exponentially, which spend bounds.
+func (d *decoder) merge(out *[]*ast.MappingValueNode, n ast.Node, path string, open []*ast.SequenceNode) {
+	if !d.spend(1, n, path) {
+		return
 	}
-	d.errorf(nodePos(n), path, "merge key <<: expected a mapping, got %s", kindName(n))
-	return nil
+	switch t := d.resolve(n, path).(type) {
+	case *ast.MappingNode:
+		if d.spend(len(t.Values), n, path) {
+			*out = append(*out, t.Values...)
+		}
+	case *ast.SequenceNode:
+		if slices.Contains(open, t) {
+			d.errorf(nodePos(n), path, "merge key <<: %s names a list that contains it, so the merge never ends", aliasText(n))
+			return
+		}
+		if len(open) >= MaxNesting {
+			d.errorf(nodePos(n), path, "merge key <<: lists nest more than %d deep", MaxNesting)
+			return
+		}
+		open = append(open, t)
+		for _, e := range t.Values {
+			d.merge(out, e, path, open)
+		}
+	case nil:
+	default:
+		d.errorf(nodePos(n), path, "merge key <<: expected a mapping, got %s", kindName(t))
+	}
+}
+
+// aliasText names n as written if it is an alias ("alias *m"), else "the
+// list".
+func aliasText(n ast.Node) string {
+	if a, ok := n.(*ast.AliasNode); ok {
+		return "alias *" + aliasName(a)
+	}
+	return "the list"
 }
 
 var fieldCache sync.Map // reflect.Type → map[string]int
@@ -404,7 +497,8 @@ func structFields(t reflect.Type) map[string]int {
 }
 
 // fieldName is the last key of a path, for messages: "services[0].port" →
-// "port", "services[0].tls[1]" → "tls".
+// "port", "services[0].tls[1]" → "tls". A key from the file (a header
+// name) is clipped like any echoed value.
 func fieldName(path string) string {
 	if path == "" {
 		return "config"
@@ -415,7 +509,7 @@ func fieldName(path string) string {
 	if i := strings.IndexByte(path, '['); i >= 0 {
 		path = path[:i]
 	}
-	return path
+	return echo(path)
 }
 
 // suggest returns ` (did you mean "x"?)` for the known field nearest to an
@@ -423,6 +517,9 @@ func fieldName(path string) string {
 func suggest(key string, known iter.Seq[string]) string {
 	best, bestDist := "", 3
 	for f := range known {
+		if abs(len(key)-len(f)) > bestDist {
+			continue // the distance is at least the difference in length: no match, no tie
+		}
 		if dist := editDistance(key, f); dist < bestDist || (dist == bestDist && best != "" && f < best) {
 			best, bestDist = f, dist
 		}
@@ -430,8 +527,10 @@ func suggest(key string, known iter.Seq[string]) string {
 	if best == "" || bestDist > len(key)/2 {
 		return ""
 	}
-	return fmt.Sprintf(" (did you mean %q?)", best)
+	return fmt.Sprintf(" (did you mean %q?)", echo(best))
 }
+
+func abs(n int) int { return max(n, -n) }
 
 // editDistance is the Levenshtein distance between a and b.
 func editDistance(a, b string) int {

@@ -5,19 +5,22 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"reflect"
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/lexer"
 	"github.com/goccy/go-yaml/parser"
 )
 
 // Load reads and parses the configuration file at path. Problems in the
-// file are returned as Errors; a file that cannot be read, as a plain error.
+// file are returned as Errors; a file that cannot be read, as a plain error:
+// one that is not a regular file (ErrNotRegularFile) or is larger than
+// MaxFileSize (ErrFileTooLarge) is refused without reading it, so Load
+// neither blocks on a FIFO nor reads a device.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := readRegularFile(path, MaxFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
@@ -29,8 +32,36 @@ func Load(path string) (*Config, error) {
 // paths are resolved against its directory. On any problem Parse returns a
 // nil Config and Errors listing every problem found, each at its line and
 // column.
-func Parse(data []byte, filename string) (*Config, error) {
-	f, err := parser.ParseBytes(data, 0)
+//
+// Parse returns for every input: the input's size (MaxFileSize), nesting
+// (MaxNesting) and expansion through aliases (MaxValues) are bounded, and a
+// panic, which would be a bug in spooky, becomes an error naming the file,
+// so that a reload can never take the running daemon down.
+func Parse(data []byte, filename string) (c *Config, err error) {
+	defer recoverParse(filename, &c, &err)
+	return parse(data, filename)
+}
+
+// recoverParse turns a panic in Parse into an error. It is the last line of
+// defence, not the first: every panic it catches is a bug to fix.
+func recoverParse(filename string, c **Config, err *error) {
+	if r := recover(); r != nil {
+		*c = nil
+		*err = fmt.Errorf("parse %s: internal error (a bug in spooky; please report it with the file): %v", filename, r)
+	}
+}
+
+func parse(data []byte, filename string) (*Config, error) {
+	if len(data) > MaxFileSize {
+		size, limit := sizeText(int64(len(data)), MaxFileSize)
+		return nil, Errors{{File: filename, Line: 1, Col: 1, Msg: fmt.Sprintf("config file is %s; the limit is %s", size, limit)}}
+	}
+	tokens := lexer.Tokenize(string(data))
+	if tk := tooDeep(tokens); tk != nil {
+		return nil, Errors{{File: filename, Line: tk.Position.Line, Col: tk.Position.Column,
+			Msg: fmt.Sprintf("lists and mappings nest more than %d deep here", MaxNesting)}}
+	}
+	f, err := parser.Parse(tokens, 0)
 	if err != nil {
 		return nil, syntaxError(err, filename)
 	}
@@ -44,6 +75,11 @@ func Parse(data []byte, filename string) (*Config, error) {
 		d.decode(docs[0], reflect.ValueOf(&c).Elem(), "")
 	default:
 		d.errorf(nodePos(docs[1]), "", "expected one YAML document, found %d", len(docs))
+	}
+	if d.spent {
+		// Decoding stopped part way; validating what it built would only
+		// report what is missing from it.
+		return nil, d.errs.err()
 	}
 	c.resolvePaths(filepath.Dir(filename))
 	c.setDefaults(d.ix.present)
@@ -78,13 +114,17 @@ func nonEmptyDocs(f *ast.File) []ast.Node {
 	return out
 }
 
+// maxSyntaxEcho bounds a parser message: fixed text around at most one
+// value from the file (a key, a tag), which may be arbitrarily long.
+const maxSyntaxEcho = 4 * maxEcho
+
 // syntaxError turns a YAML parser error into Errors with its position.
 func syntaxError(err error, filename string) error {
 	var se *yaml.SyntaxError
 	if errors.As(err, &se) && se.Token != nil && se.Token.Position != nil {
-		return Errors{{File: filename, Line: se.Token.Position.Line, Col: se.Token.Position.Column, Msg: "yaml: " + se.Message}}
+		return Errors{{File: filename, Line: se.Token.Position.Line, Col: se.Token.Position.Column, Msg: "yaml: " + clip(se.Message, maxSyntaxEcho)}}
 	}
-	return Errors{{File: filename, Line: 1, Col: 1, Msg: "yaml: " + err.Error()}}
+	return Errors{{File: filename, Line: 1, Col: 1, Msg: "yaml: " + clip(err.Error(), maxSyntaxEcho)}}
 }
 
 // resolvePaths makes relative certificate and CA paths relative to dir, so the

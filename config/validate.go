@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -19,11 +18,9 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
-)
 
-// MaxMaglevSize bounds maglev_size: the XDP fast path keeps two tables of
-// this many 4-octet entries per service.
-const MaxMaglevSize = 1 << 24
+	"github.com/spooky-lb/spooky/bpf"
+)
 
 // maglevPerBackend is the table size per backend below which Maglev's
 // imbalance grows past about 1% (Maglev paper, NSDI '16, §3.4 and §5.3).
@@ -118,7 +115,7 @@ func oneOf[T ~string](v *validator, path string, val T, allowed ...T) {
 	for i, a := range allowed {
 		names[i] = string(a)
 	}
-	v.errorf(path, "%s: %q is not one of %s", fieldName(path), val, strings.Join(names, ", "))
+	v.errorf(path, "%s: %q is not one of %s", fieldName(path), echo(string(val)), strings.Join(names, ", "))
 }
 
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
@@ -130,21 +127,63 @@ func (v *validator) name(path, name string) {
 	case name == "":
 		v.missing(path)
 	case !namePattern.MatchString(name):
-		v.errorf(path, "%s: %q must be 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit", fieldName(path), name)
+		v.errorf(path, "%s: %q must be 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit", fieldName(path), echo(name))
 	}
 }
 
-// unicast checks a VIP or backend address.
-func (v *validator) unicast(path string, a netip.Addr) {
+// thisNetwork is 0.0.0.0/8, "this host on this network": a source address
+// only, never a destination (RFC 1122 §3.2.1.3 (a), (b)).
+var thisNetwork = netip.MustParsePrefix("0.0.0.0/8")
+
+// unicast checks a VIP or backend address and reports whether it is a
+// unicast address, one that names a single host.
+func (v *validator) unicast(path string, a netip.Addr) bool {
+	why := ""
 	switch {
 	case !a.IsValid():
 		v.missing(path)
+		return false
 	case a.Zone() != "":
-		v.errorf(path, "%s: %s has a zone; zones are not supported", fieldName(path), a)
+		v.errorf(path, "%s: %s has a zone; zones are not supported", fieldName(path), echo(a.String()))
+		return false
 	case a.Is4In6():
 		v.errorf(path, "%s: write the IPv4-mapped address %s as %s", fieldName(path), a, a.Unmap())
-	case a.IsUnspecified() || a.IsMulticast():
-		v.errorf(path, "%s: %s is not a unicast address", fieldName(path), a)
+		return false
+	case a.IsUnspecified():
+		why = "it is the unspecified address, which names no host (RFC 1122 §3.2.1.3, RFC 4291 §2.5.2)"
+	case a.IsMulticast():
+		why = "it is a multicast address"
+	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		why = "it is the limited broadcast address (RFC 919)"
+	case thisNetwork.Contains(a):
+		why = "0.0.0.0/8 is only ever a source address (RFC 1122 §3.2.1.3)"
+	default:
+		return true
+	}
+	v.errorf(path, "%s: %s is not a unicast address: %s", fieldName(path), a, why)
+	return false
+}
+
+// backendAddr checks what an l4 backend's address must be beyond unicast:
+// reachable the way the service forwards to it.
+func (v *validator) backendAddr(path string, a netip.Addr, fwd Forwarding) {
+	if !v.unicast(path, a) {
+		return
+	}
+	switch {
+	case a.IsLoopback() && fwd != ForwardingProxy:
+		// XDP sends the packet out of the interface it arrived on; a
+		// loopback address never leaves its host (RFC 1122 §3.2.1.3 (g),
+		// RFC 4291 §2.5.3).
+		v.errorf(path, "address: %s is a loopback address, which forwarding %s cannot reach: XDP sends packets out of the network interface", a, fwd)
+	case a.Is6() && a.IsLinkLocalUnicast():
+		// Without a zone, which spooky does not take, a link-local address
+		// names no one interface (RFC 4007 §6).
+		v.errorf(path, "address: %s is an IPv6 link-local address, which names a host only together with an interface; use a global or unique local address", a)
+	case a.Is4() && a.IsLinkLocalUnicast() && fwd == ForwardingIPIP:
+		// Routers do not forward packets to 169.254/16 (RFC 3927 §2.7), so
+		// an encapsulated packet reaches it only on-link, which l2dsr does.
+		v.errorf(path, "address: %s is an IPv4 link-local address, which routers do not forward (RFC 3927 §2.7); forwarding ipip cannot rely on reaching it, use l2dsr", a)
 	}
 }
 
@@ -163,7 +202,7 @@ func (v *validator) config(c *Config) {
 		v.pool(&c.Pools[i], p)
 		if n := c.Pools[i].Name; n != "" {
 			if first, dup := pools[n]; dup {
-				v.errorf(p+".name", "name: duplicate pool name %q (first at %s)", n, v.loc(first))
+				v.errorf(p+".name", "name: duplicate pool name %q (first at %s)", echo(n), v.loc(first))
 			} else {
 				pools[n] = p + ".name"
 			}
@@ -182,7 +221,7 @@ func (v *validator) config(c *Config) {
 		v.service(s, p, pools, used)
 		if s.Name != "" {
 			if first, dup := names[s.Name]; dup {
-				v.errorf(p+".name", "name: duplicate service name %q (first at %s)", s.Name, v.loc(first))
+				v.errorf(p+".name", "name: duplicate service name %q (first at %s)", echo(s.Name), v.loc(first))
 			} else {
 				names[s.Name] = p + ".name"
 			}
@@ -195,11 +234,46 @@ func (v *validator) config(c *Config) {
 			}
 		}
 	}
+	v.capacity(c)
 	for i, pl := range c.Pools {
 		if pl.Name != "" && !used[pl.Name] {
-			v.errorf(fmt.Sprintf("pools[%d].name", i), "name: pool %q is not used by any route", pl.Name)
+			v.errorf(fmt.Sprintf("pools[%d].name", i), "name: pool %q is not used by any route", echo(pl.Name))
 		}
 	}
+}
+
+// capacity checks that the services and backends fit the XDP maps, which
+// attach and reload would otherwise refuse: one VIP id per service (bpf.MaxVIPs)
+// and one backend index per backend of an l4 service (bpf.MaxBackends).
+// Services with forwarding: proxy stay out of the maps (the userspace
+// forwarder serves them) and so do not count. Each limit is reported once, at
+// the first entry past it.
+func (v *validator) capacity(c *Config) {
+	vips, backends := 0, 0
+	for i := range c.Services {
+		s := &c.Services[i]
+		if !inXDP(s) {
+			continue
+		}
+		p := fmt.Sprintf("services[%d]", i)
+		if vips++; vips == bpf.MaxVIPs+1 {
+			v.errorf(p, "services: the XDP maps hold %d services (l4 with forwarding proxy not counted) and this is one more", bpf.MaxVIPs)
+		}
+		if s.Mode != ModeL4 {
+			continue
+		}
+		for j := range s.Backends {
+			if backends++; backends == bpf.MaxBackends+1 {
+				v.errorf(fmt.Sprintf("%s.backends[%d]", p, j), "backends: the XDP maps hold %d backends over all l4 services (forwarding proxy not counted) and this is one more", bpf.MaxBackends)
+			}
+		}
+	}
+}
+
+// inXDP reports whether the XDP maps hold s: every service but an l4 one
+// with forwarding proxy.
+func inXDP(s *ServiceConfig) bool {
+	return s.Mode != ModeL4 || s.Forwarding != ForwardingProxy
 }
 
 func (v *validator) admin(a AdminConfig) {
@@ -210,7 +284,7 @@ func (v *validator) admin(a AdminConfig) {
 		v.errorf("admin", "admin: set socket or listen")
 	}
 	if a.Socket != "" && !filepath.IsAbs(a.Socket) {
-		v.errorf("admin.socket", "socket: %q is not an absolute path", a.Socket)
+		v.errorf("admin.socket", "socket: %q is not an absolute path", echo(a.Socket))
 	} else if len(a.Socket) > 107 {
 		// sun_path holds 108 bytes with the terminating NUL (unix(7)).
 		v.errorf("admin.socket", "socket: path is %d bytes; a unix socket path holds at most 107", len(a.Socket))
@@ -225,9 +299,9 @@ func (v *validator) admin(a AdminConfig) {
 		ip, err := netip.ParseAddr(host)
 		switch {
 		case err != nil && host != "":
-			v.errorf("admin.listen", "listen: %q is a name; write 127.0.0.1 or [::1] so the admin API cannot end up beyond loopback", host)
+			v.errorf("admin.listen", "listen: %q is a name; write 127.0.0.1 or [::1] so the admin API cannot end up beyond loopback", echo(host))
 		case err != nil || ip.Zone() != "" || ip.Is4In6() || !ip.IsLoopback():
-			v.errorf("admin.listen", "listen: %q is not a loopback address; the admin API has no authentication, so it listens only on loopback or a unix socket", host)
+			v.errorf("admin.listen", "listen: %q is not a loopback address; the admin API has no authentication, so it listens only on loopback or a unix socket", echo(host))
 		}
 	}
 }
@@ -236,12 +310,12 @@ func (v *validator) metrics(m MetricsConfig) {
 	if m.Listen != "" {
 		if host, ok := v.hostPort("metrics.listen", m.Listen); ok && host != "" && host != "localhost" {
 			if _, err := netip.ParseAddr(host); err != nil {
-				v.errorf("metrics.listen", "listen: %q is not an IP address", host)
+				v.errorf("metrics.listen", "listen: %q is not an IP address", echo(host))
 			}
 		}
 	}
 	if !strings.HasPrefix(m.Path, "/") {
-		v.errorf("metrics.path", "path: %q does not start with /", m.Path)
+		v.errorf("metrics.path", "path: %q does not start with /", echo(m.Path))
 	}
 }
 
@@ -249,11 +323,11 @@ func (v *validator) metrics(m MetricsConfig) {
 func (v *validator) hostPort(path, hp string) (string, bool) {
 	host, port, err := net.SplitHostPort(hp)
 	if err != nil {
-		v.errorf(path, "%s: %q is not host:port", fieldName(path), hp)
+		v.errorf(path, "%s: %q is not host:port", fieldName(path), echo(hp))
 		return "", false
 	}
 	if !validPort(port) {
-		v.errorf(path, "%s: port %q is not a number in 1..65535", fieldName(path), port)
+		v.errorf(path, "%s: port %q is not a number in 1..65535", fieldName(path), echo(port))
 		return "", false
 	}
 	return host, true
@@ -349,13 +423,15 @@ func (v *validator) l4(s *ServiceConfig, p string, sidLen int) {
 	if len(s.Backends) == 0 {
 		v.errorf(p+".backends", "backends: mode l4 needs at least one backend")
 	}
-	switch m := s.MaglevSize; {
-	case m < 2 || m > MaxMaglevSize:
-		v.errorf(p+".maglev_size", "maglev_size: %d is out of range 2..%d", m, MaxMaglevSize)
+	switch m, least := s.MaglevSize, minMaglevSize(len(s.Backends)); {
+	case m < 2 || m > bpf.MaglevMaxSize:
+		v.errorf(p+".maglev_size", "maglev_size: %d is out of range 2..%d (the largest table the XDP maps hold)", m, bpf.MaglevMaxSize)
 	case !isPrime(m):
-		v.errorf(p+".maglev_size", "maglev_size: %d is not prime (Maglev needs a prime table size; try %d)", m, nextPrime(m))
-	case m < maglevPerBackend*len(s.Backends):
-		v.errorf(p+".maglev_size", "maglev_size: %d is less than %d × %d backends, which skews load; try %d", m, maglevPerBackend, len(s.Backends), nextPrime(maglevPerBackend*len(s.Backends)))
+		v.errorf(p+".maglev_size", "maglev_size: %d is not prime (Maglev needs a prime table size; try %d)", m, maglevSuggestion(m))
+	case m < least && least == bpf.MaglevMaxSize:
+		v.errorf(p+".maglev_size", "maglev_size: %d is less than %d × %d backends, which skews load; try %d, the largest table the XDP maps hold", m, maglevPerBackend, len(s.Backends), bpf.MaglevMaxSize)
+	case m < least:
+		v.errorf(p+".maglev_size", "maglev_size: %d is less than %d × %d backends, which skews load; try %d", m, maglevPerBackend, len(s.Backends), maglevSuggestion(least))
 	}
 
 	names := map[string]string{}
@@ -365,11 +441,11 @@ func (v *validator) l4(s *ServiceConfig, p string, sidLen int) {
 		bp := fmt.Sprintf("%s.backends[%d]", p, i)
 		v.name(bp+".name", b.Name)
 		if first, dup := names[b.Name]; dup && b.Name != "" {
-			v.errorf(bp+".name", "name: duplicate backend name %q (first at %s)", b.Name, v.loc(first))
+			v.errorf(bp+".name", "name: duplicate backend name %q (first at %s)", echo(b.Name), v.loc(first))
 		} else {
 			names[b.Name] = bp + ".name"
 		}
-		v.unicast(bp+".address", b.Address)
+		v.backendAddr(bp+".address", b.Address, s.Forwarding)
 		v.port(bp+".port", b.Port, false)
 		if b.Port != 0 && b.Port != s.Port && s.Forwarding != ForwardingProxy {
 			v.errorf(bp+".port", "port: forwarding %s cannot change the port (%d → %d); leave port out or use forwarding: proxy", s.Forwarding, s.Port, b.Port)
@@ -393,10 +469,10 @@ func (v *validator) l4(s *ServiceConfig, p string, sidLen int) {
 		case len(b.ServerID) == 0:
 			v.errorf(sp, "missing required field %q (the service has cid configs)", "server_id")
 		case sidLen > 0 && len(b.ServerID) != sidLen:
-			v.errorf(sp, "server_id: %s is %d octets; the service's cid configs have server_id_len %d", b.ServerID, len(b.ServerID), sidLen)
+			v.errorf(sp, "server_id: %s is %d octets; the service's cid configs have server_id_len %d", echo(b.ServerID.String()), len(b.ServerID), sidLen)
 		default:
 			if first, dup := sids[string(b.ServerID)]; dup {
-				v.errorf(sp, "server_id: duplicate server_id %s (first at %s)", b.ServerID, v.loc(first))
+				v.errorf(sp, "server_id: duplicate server_id %s (first at %s)", echo(b.ServerID.String()), v.loc(first))
 			} else {
 				sids[string(b.ServerID)] = sp
 			}
@@ -405,6 +481,20 @@ func (v *validator) l4(s *ServiceConfig, p string, sidLen int) {
 	if s.HealthCheck != nil {
 		v.healthCheck(s.HealthCheck, p+".health_check", true)
 	}
+}
+
+// minMaglevSize is the smallest table for n backends: maglevPerBackend
+// entries each, or the largest table the maps hold if that is less (a
+// service of more than 655 backends gets fewer entries each, and somewhat
+// less even load, rather than no table).
+func minMaglevSize(n int) int {
+	return min(maglevPerBackend*n, bpf.MaglevMaxSize)
+}
+
+// maglevSuggestion is the prime to suggest for a table of at least m
+// entries: never past the largest table the maps hold, which is prime.
+func maglevSuggestion(m int) int {
+	return nextPrime(min(m, bpf.MaglevMaxSize))
 }
 
 func cmpOr(a, b int) int {
@@ -428,7 +518,7 @@ func (v *validator) l7(s *ServiceConfig, p string, sidLen int, pools map[string]
 	case len(s.L7ServerID) == 0:
 		v.errorf(sp, "missing required field %q (the service has cid configs)", "l7_server_id")
 	case sidLen > 0 && len(s.L7ServerID) != sidLen:
-		v.errorf(sp, "l7_server_id: %s is %d octets; the service's cid configs have server_id_len %d", s.L7ServerID, len(s.L7ServerID), sidLen)
+		v.errorf(sp, "l7_server_id: %s is %d octets; the service's cid configs have server_id_len %d", echo(s.L7ServerID.String()), len(s.L7ServerID), sidLen)
 	}
 
 	snis := map[string]string{}
@@ -443,7 +533,7 @@ func (v *validator) l7(s *ServiceConfig, p string, sidLen int, pools map[string]
 				continue
 			}
 			if first, dup := snis[strings.ToLower(n)]; dup {
-				v.errorf(np, "server_names: duplicate server name %q (first at %s)", n, v.loc(first))
+				v.errorf(np, "server_names: duplicate server name %q (first at %s)", echo(n), v.loc(first))
 			} else {
 				snis[strings.ToLower(n)] = np
 			}
@@ -460,11 +550,11 @@ func (v *validator) l7(s *ServiceConfig, p string, sidLen int, pools map[string]
 // carry it.
 func (v *validator) hostname(path, name string) bool {
 	if _, err := netip.ParseAddr(name); err == nil {
-		v.errorf(path, "%s: %q is an IP address; TLS server names are DNS names (RFC 6066 §3)", fieldName(path), name)
+		v.errorf(path, "%s: %q is an IP address; TLS server names are DNS names (RFC 6066 §3)", fieldName(path), echo(name))
 		return false
 	}
 	if !validHostname(strings.TrimPrefix(name, "*.")) {
-		v.errorf(path, "%s: %q is not a DNS name", fieldName(path), name)
+		v.errorf(path, "%s: %q is not a DNS name", fieldName(path), echo(name))
 		return false
 	}
 	return true
@@ -498,26 +588,21 @@ func validHostname(h string) bool {
 // cover the entry's server names.
 func (v *validator) keyPair(t TLSConfig, tp string) {
 	ok := true
-	for _, f := range []struct{ key, file string }{{"cert", t.Cert}, {"key", t.Key}} {
+	var pems [2][]byte
+	for i, f := range []struct{ key, file string }{{"cert", t.Cert}, {"key", t.Key}} {
 		fp := tp + "." + f.key
 		if f.file == "" {
 			v.missing(fp)
 			ok = false
 			continue
 		}
-		if _, err := os.Stat(f.file); err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				v.errorf(fp, "%s: file %s does not exist", f.key, f.file)
-			} else {
-				v.errorf(fp, "%s: %v", f.key, err)
-			}
-			ok = false
-		}
+		pems[i] = v.pemFile(fp, f.key, f.file)
+		ok = ok && pems[i] != nil
 	}
 	if !ok {
 		return
 	}
-	pair, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+	pair, err := tls.X509KeyPair(pems[0], pems[1])
 	if err != nil {
 		v.errorf(tp+".cert", "cert: %s with key %s: %v", t.Cert, t.Key, err)
 		return
@@ -533,7 +618,7 @@ func (v *validator) keyPair(t TLSConfig, tp string) {
 			probe = "spooky-wildcard-probe." + rest // covered only by a matching wildcard SAN
 		}
 		if isDNSName(n) && leaf.VerifyHostname(probe) != nil {
-			v.errorf(fmt.Sprintf("%s.server_names[%d]", tp, j), "server_names: certificate %s does not cover %q", t.Cert, n)
+			v.errorf(fmt.Sprintf("%s.server_names[%d]", tp, j), "server_names: certificate %s does not cover %q", t.Cert, echo(n))
 		}
 	}
 }
@@ -545,7 +630,7 @@ func (v *validator) route(r *RouteConfig, rp string, pools map[string]string, us
 	case r.Pool == "":
 		v.missing(rp + ".pool")
 	case !known:
-		v.errorf(rp+".pool", "pool: no pool named %q%s", r.Pool, suggest(r.Pool, maps.Keys(pools)))
+		v.errorf(rp+".pool", "pool: no pool named %q%s", echo(r.Pool), suggest(r.Pool, maps.Keys(pools)))
 	default:
 		used[r.Pool] = true
 	}
@@ -567,21 +652,21 @@ func (v *validator) route(r *RouteConfig, rp string, pools map[string]string, us
 	}
 	for _, f := range []struct{ key, val string }{{"path_prefix", m.PathPrefix}, {"path_exact", m.PathExact}} {
 		if f.val != "" && !strings.HasPrefix(f.val, "/") {
-			v.errorf(mp+"."+f.key, "%s: %q does not start with /", f.key, f.val)
+			v.errorf(mp+"."+f.key, "%s: %q does not start with /", f.key, echo(f.val))
 		}
 	}
 	if m.PathRegex != "" {
 		if _, err := regexp.Compile(m.PathRegex); err != nil {
-			v.errorf(mp+".path_regex", "path_regex: %v", err)
+			v.errorf(mp+".path_regex", "path_regex: %s", clip(err.Error(), maxSyntaxEcho))
 		}
 	}
 	for i, meth := range m.Methods {
 		xp := fmt.Sprintf("%s.methods[%d]", mp, i)
 		switch {
 		case !httpguts.ValidHeaderFieldName(meth): // a method is a token (RFC 9110 §9.1)
-			v.errorf(xp, "methods: %q is not an HTTP method", meth)
+			v.errorf(xp, "methods: %q is not an HTTP method", echo(meth))
 		case slices.Contains(httpMethods, strings.ToUpper(meth)) && meth != strings.ToUpper(meth):
-			v.errorf(xp, "methods: %q never matches: methods are case-sensitive (RFC 9110 §9.1); write %q", meth, strings.ToUpper(meth))
+			v.errorf(xp, "methods: %q never matches: methods are case-sensitive (RFC 9110 §9.1); write %q", echo(meth), echo(strings.ToUpper(meth)))
 		}
 	}
 	v.headers(mp+".headers", m.Headers)
@@ -591,23 +676,23 @@ func (v *validator) route(r *RouteConfig, rp string, pools map[string]string, us
 	v.headerOps(tp+".response_headers", t.ResponseHeaders)
 	for _, f := range []struct{ key, val string }{{"strip_prefix", t.StripPrefix}, {"rewrite_path", t.RewritePath}} {
 		if f.val != "" && !strings.HasPrefix(f.val, "/") {
-			v.errorf(tp+"."+f.key, "%s: %q does not start with /", f.key, f.val)
+			v.errorf(tp+"."+f.key, "%s: %q does not start with /", f.key, echo(f.val))
 		}
 	}
 	if t.StripPrefix != "" && t.RewritePath != "" {
 		v.keyErrorf(tp+".rewrite_path", "rewrite_path: set strip_prefix or rewrite_path, not both")
 	}
 	if t.Host != "" && !httpguts.ValidHostHeader(t.Host) {
-		v.errorf(tp+".host", "host: %q is not a valid Host", t.Host)
+		v.errorf(tp+".host", "host: %q is not a valid Host", echo(t.Host))
 	}
 }
 
 func (v *validator) headers(path string, h map[string]string) {
 	for _, k := range slices.Sorted(maps.Keys(h)) {
 		if !httpguts.ValidHeaderFieldName(k) {
-			v.keyErrorf(path+"."+k, "%s: %q is not a valid header name", fieldName(path), k)
+			v.keyErrorf(path+"."+k, "%s: %q is not a valid header name", fieldName(path), echo(k))
 		} else if !httpguts.ValidHeaderFieldValue(h[k]) {
-			v.errorf(path+"."+k, "%s: value of %s is not a valid header value", fieldName(path), k)
+			v.errorf(path+"."+k, "%s: value of %s is not a valid header value", fieldName(path), echo(k))
 		}
 	}
 }
@@ -617,7 +702,7 @@ func (v *validator) headerOps(path string, o HeaderOps) {
 	v.headers(path+".add", o.Add)
 	for i, k := range o.Remove {
 		if !httpguts.ValidHeaderFieldName(k) {
-			v.errorf(fmt.Sprintf("%s.remove[%d]", path, i), "remove: %q is not a valid header name", k)
+			v.errorf(fmt.Sprintf("%s.remove[%d]", path, i), "remove: %q is not a valid header name", echo(k))
 		}
 	}
 }
@@ -634,7 +719,7 @@ func (v *validator) pool(pl *PoolConfig, p string) {
 		up := fmt.Sprintf("%s.upstreams[%d]", p, i)
 		if v.upstreamURL(up+".address", u.Address) {
 			if first, dup := seen[u.Address]; dup {
-				v.errorf(up+".address", "address: duplicate upstream %s (first at %s)", u.Address, v.loc(first))
+				v.errorf(up+".address", "address: duplicate upstream %s (first at %s)", echo(u.Address), v.loc(first))
 			} else {
 				seen[u.Address] = up + ".address"
 			}
@@ -676,18 +761,18 @@ func (v *validator) upstreamURL(path, addr string) bool {
 	u, err := url.Parse(addr)
 	switch {
 	case err != nil:
-		v.errorf(path, "address: %q is not a URL", addr)
+		v.errorf(path, "address: %q is not a URL", echo(addr))
 	case !slices.Contains(upstreamSchemes, u.Scheme):
-		v.errorf(path, "address: %q: scheme must be one of %s", addr, strings.Join(upstreamSchemes, ", "))
+		v.errorf(path, "address: %q: scheme must be one of %s", echo(addr), strings.Join(upstreamSchemes, ", "))
 	case u.Hostname() == "":
-		v.errorf(path, "address: %q has no host", addr)
+		v.errorf(path, "address: %q has no host", echo(addr))
 	case u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "":
-		v.errorf(path, "address: %q: only scheme://host[:port] is allowed", addr)
+		v.errorf(path, "address: %q: only scheme://host[:port] is allowed", echo(addr))
 	case u.Port() != "" && !validPort(u.Port()):
-		v.errorf(path, "address: %q: port %s is out of range 1..65535", addr, u.Port())
+		v.errorf(path, "address: %q: port %s is out of range 1..65535", echo(addr), echo(u.Port()))
 	default:
 		if _, err := netip.ParseAddr(u.Hostname()); err != nil && !validHostname(u.Hostname()) {
-			v.errorf(path, "address: %q: %q is neither an IP address nor a DNS name", addr, u.Hostname())
+			v.errorf(path, "address: %q: %q is neither an IP address nor a DNS name", echo(addr), echo(u.Hostname()))
 			return false
 		}
 		return true
@@ -738,7 +823,7 @@ func (v *validator) healthCheck(h *HealthCheckConfig, p string, l4 bool) {
 	v.port(p+".port", h.Port, false)
 	if h.Type.IsHTTP() {
 		if !strings.HasPrefix(h.Path, "/") {
-			v.errorf(p+".path", "path: %q does not start with /", h.Path)
+			v.errorf(p+".path", "path: %q does not start with /", echo(h.Path))
 		}
 		if h.Host != "" && !httpguts.ValidHostHeader(h.Host) {
 			v.errorf(p+".host", "host: %q is not a valid Host", h.Host)
@@ -810,12 +895,30 @@ func nextPrime(n int) int {
 
 // caFile checks that path holds at least one PEM certificate.
 func (v *validator) caFile(path, file string) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		v.errorf(path, "ca: %v", err)
+	data := v.pemFile(path, "ca", file)
+	if data == nil {
 		return
 	}
 	if !x509.NewCertPool().AppendCertsFromPEM(data) {
 		v.errorf(path, "ca: %s holds no PEM certificate", file)
 	}
+}
+
+// pemFile reads a certificate, key or CA file with ReadPEMFile and returns
+// its contents, or reports why it cannot and returns nil.
+func (v *validator) pemFile(path, key, file string) []byte {
+	if len(file) > maxPath {
+		v.errorf(path, "%s: the path is %d bytes; the limit is %d (PATH_MAX)", key, len(file), maxPath)
+		return nil
+	}
+	data, err := ReadPEMFile(file)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		v.errorf(path, "%s: file %s does not exist", key, file)
+	case err != nil:
+		v.errorf(path, "%s: %v", key, err)
+	case data == nil:
+		return []byte{} // empty, not unreadable: the parse reports it
+	}
+	return data
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -59,9 +60,55 @@ var problemCases = []struct {
       - {name: b1, address: "::ffff:198.18.1.1"}
 `,
 		want: []string{
-			`3:14: address: 0.0.0.0 is not a unicast address`,
+			`3:14: address: 0.0.0.0 is not a unicast address: it is the unspecified address, which names no host (RFC 1122 §3.2.1.3, RFC 4291 §2.5.2)`,
 			`6:29: address: write the IPv4-mapped address ::ffff:198.18.1.1 as 198.18.1.1`,
 		},
+	},
+	{
+		name: "a backend address must name one host that the forwarding can reach",
+		src: `services:
+  - name: web
+    address: 198.18.0.10
+    port: 443
+    backends:
+      - {name: b1, address: 255.255.255.255}
+      - {name: b2, address: "::"}
+      - {name: b3, address: 0.1.2.3}
+      - {name: b4, address: ff02::1}
+      - {name: b5, address: 127.0.0.1}
+      - {name: b6, address: "::1"}
+      - {name: b7, address: fe80::1}
+      - {name: b8, address: 169.254.1.1}
+  - name: tunnel
+    address: 198.18.0.11
+    port: 443
+    forwarding: ipip
+    backends:
+      - {name: b1, address: 169.254.1.1}
+  - name: local
+    address: 198.18.0.12
+    port: 443
+    forwarding: proxy
+    backends:
+      - {name: b1, address: 127.0.0.1}
+      - {name: b2, address: fe80::1}
+`,
+		want: []string{
+			`6:29: address: 255.255.255.255 is not a unicast address: it is the limited broadcast address (RFC 919)`,
+			`7:29: address: :: is not a unicast address: it is the unspecified address, which names no host (RFC 1122 §3.2.1.3, RFC 4291 §2.5.2)`,
+			`8:29: address: 0.1.2.3 is not a unicast address: 0.0.0.0/8 is only ever a source address (RFC 1122 §3.2.1.3)`,
+			`9:29: address: ff02::1 is not a unicast address: it is a multicast address`,
+			`10:29: address: 127.0.0.1 is a loopback address, which forwarding l2dsr cannot reach: XDP sends packets out of the network interface`,
+			`11:29: address: ::1 is a loopback address, which forwarding l2dsr cannot reach: XDP sends packets out of the network interface`,
+			`12:29: address: fe80::1 is an IPv6 link-local address, which names a host only together with an interface; use a global or unique local address`,
+			`19:29: address: 169.254.1.1 is an IPv4 link-local address, which routers do not forward (RFC 3927 §2.7); forwarding ipip cannot rely on reaching it, use l2dsr`,
+			`26:29: address: fe80::1 is an IPv6 link-local address, which names a host only together with an interface; use a global or unique local address`,
+		},
+	},
+	{
+		name: "a broadcast address is not a VIP either",
+		src:  strings.Replace(minimalL4, "198.18.0.10", "255.255.255.255", 1),
+		want: []string{`3:14: address: 255.255.255.255 is not a unicast address: it is the limited broadcast address (RFC 919)`},
 	},
 	{
 		name: "a port above 65535 is out of range",
@@ -164,6 +211,11 @@ var problemCases = []struct {
 		name: "maglev_size must be prime",
 		src:  minimalL4 + "    maglev_size: 65536\n",
 		want: []string{`7:18: maglev_size: 65536 is not prime (Maglev needs a prime table size; try 65537)`},
+	},
+	{
+		name: "maglev_size must fit the XDP maps",
+		src:  minimalL4 + "    maglev_size: 65539\n",
+		want: []string{`7:18: maglev_size: 65539 is out of range 2..65537 (the largest table the XDP maps hold)`},
 	},
 	{
 		name: "maglev_size must be at least 100 times the backends",
@@ -316,7 +368,7 @@ pools:
       - {address: "h3://198.18.2.2", tls: {ca: ` + exampleKey + `}}
 `,
 		want: []string{
-			`11:48: ca: open /nonexistent/ca.pem: no such file or directory`,
+			`11:48: ca: file /nonexistent/ca.pem does not exist`,
 			`12:48: ca: ../examples/certs/example.test.key holds no PEM certificate`,
 		},
 	},
@@ -476,5 +528,39 @@ pools: [{name: api, upstreams: [{address: "h3://198.18.2.1"}]}]
 	want := "8:15: cert: " + cert + " with key " + other + ": tls: private key does not match public key"
 	if !slices.Equal(got, []string{want}) {
 		t.Errorf("problems = %q, want %q", got, want)
+	}
+}
+
+func TestValidationRefusesCertificateFilesItCannotReadSafely(t *testing.T) {
+	fifo := mustFIFO(t)
+	big := mustSparseFile(t, "big.pem", MaxPEMFileSize+1)
+	key, _ := filepath.Abs(exampleKey)
+	src := `services:
+  - name: edge
+    address: 198.18.0.20
+    port: 443
+    mode: l7
+    tls:
+      - {server_names: [example.test], cert: ` + fifo + `, key: /dev/zero}
+      - {server_names: [b.example.test], cert: ` + big + `, key: ` + key + `}
+    routes: [{pool: api}]
+pools:
+  - name: api
+    upstreams: [{address: "h3://198.18.2.1", tls: {ca: ` + fifo + `}}]
+`
+	var got []string
+	mustFinish(t, "Parse", func() { got = problems(t, src) })
+	// at is "line:col" of the first text on a 1-based line of src.
+	at := func(line int, text string) string {
+		return fmt.Sprintf("%d:%d", line, 1+strings.Index(strings.Split(src, "\n")[line-1], text))
+	}
+	want := []string{
+		at(7, fifo) + ": cert: " + fifo + ": not a regular file (a named pipe)",
+		at(7, "/dev/zero") + ": key: /dev/zero: not a regular file (a character device)",
+		at(8, big) + ": cert: " + big + ": file too large: 1048577 bytes; the limit is 1048576 bytes",
+		at(12, fifo) + ": ca: " + fifo + ": not a regular file (a named pipe)",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("problems:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
 	}
 }

@@ -7,9 +7,10 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"sync/atomic"
+
+	"github.com/spooky-lb/spooky/config"
 )
 
 // Certificate errors callers can branch on.
@@ -65,13 +66,15 @@ func loadCertTable(certs []CertificateConfig) (*certTable, error) {
 }
 
 // loadKeyPair loads a PEM certificate chain and key, and tells a missing file,
-// an unparsable file and a mismatched pair apart.
+// an unparsable file and a mismatched pair apart. It reads them as
+// validation does (config.ReadPEMFile): regular files of bounded size only,
+// so a reload never blocks on a FIFO or reads a device.
 func loadKeyPair(certFile, keyFile string) (*tls.Certificate, error) {
-	certPEM, err := os.ReadFile(certFile)
+	certPEM, err := config.ReadPEMFile(certFile)
 	if err != nil {
 		return nil, fmt.Errorf("read certificate: %w", err)
 	}
-	keyPEM, err := os.ReadFile(keyFile)
+	keyPEM, err := config.ReadPEMFile(keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("read key for certificate %s: %w", certFile, err)
 	}

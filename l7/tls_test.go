@@ -5,10 +5,16 @@ import (
 	"crypto/tls"
 	"errors"
 	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/quic-go/quic-go"
+
+	"github.com/spooky-lb/spooky/config"
 )
 
 // servedCert dials addr with sni and returns the leaf's common name.
@@ -124,4 +130,87 @@ func servedSerial(tb testing.TB, addr string) string {
 	}
 	defer conn.CloseWithError(0, "")
 	return conn.ConnectionState().TLS.PeerCertificates[0].SerialNumber.String()
+}
+
+// mustFIFO makes a named pipe that nothing writes to. If a reader is still
+// blocked on it when the test ends (the bug under test), the cleanup opens
+// and closes the write end, which gives that reader end-of-file.
+func mustFIFO(tb testing.TB) string {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "fifo.pem")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if w, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			w.Close()
+		}
+	})
+	return path
+}
+
+// mustReturn runs f and fails the test if f is still running after a
+// minute (or half the time left to the test's deadline): f must not block,
+// and returns at once when it is right, so only a hang comes near the limit.
+func mustReturn[T any](t *testing.T, what string, f func() T) T {
+	t.Helper()
+	done := make(chan T, 1)
+	go func() { done <- f() }()
+	wait := time.Minute
+	if d, ok := t.Deadline(); ok {
+		wait = min(wait, time.Until(d)/2)
+	}
+	select {
+	case v := <-done:
+		return v
+	case <-time.After(wait):
+		t.Fatalf("%s still blocked after %v", what, wait)
+		panic("unreachable")
+	}
+}
+
+func TestReloadRefusesCertificateAndCAFilesThatAreNotSmallRegularFiles(t *testing.T) {
+	good := mustCert(t, "app.example.com")
+	up := mustUpstream(t, ProtoH1, "u", nil)
+	s := mustServer(t, oneService(t, good, PoolConfig{Upstreams: []UpstreamConfig{up}}))
+	addr := mustAddr(t, s)
+
+	big := filepath.Join(t.TempDir(), "big.key")
+	if err := os.WriteFile(big, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(big, config.MaxPEMFileSize+1); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(*Config)
+		want error
+	}{
+		{"a certificate that is a FIFO is refused without blocking", func(c *Config) {
+			c.Services[0].Certificates[0].CertFile = mustFIFO(t)
+		}, config.ErrNotRegularFile},
+		{"a key that is a device is refused unread", func(c *Config) {
+			c.Services[0].Certificates[0].KeyFile = "/dev/zero"
+		}, config.ErrNotRegularFile},
+		{"a key over the size limit is refused unread", func(c *Config) {
+			c.Services[0].Certificates[0].KeyFile = big
+		}, config.ErrFileTooLarge},
+		{"an upstream CA file that is a FIFO is refused without blocking", func(c *Config) {
+			c.Pools[0].Upstreams[0].CAFile = mustFIFO(t)
+		}, config.ErrNotRegularFile},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := oneService(t, good, PoolConfig{Upstreams: []UpstreamConfig{up}})
+			tc.edit(&cfg)
+			err := mustReturn(t, "Reload", func() error { return s.Reload(cfg) })
+			// By text: pool errors keep only the text of their cause.
+			if err == nil || !strings.Contains(err.Error(), tc.want.Error()) {
+				t.Fatalf("Reload = %v, want an error saying %q", err, tc.want)
+			}
+			if got := servedCert(t, addr, "app.example.com"); got != "app.example.com" {
+				t.Errorf("after the refused reload the server serves %q, want the old app.example.com", got)
+			}
+		})
+	}
 }

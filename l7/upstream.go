@@ -8,13 +8,14 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
+
+	"github.com/spooky-lb/spooky/config"
 )
 
 // HealthSource tells whether an upstream (by name) is healthy. The shared
@@ -68,7 +69,7 @@ func (u *Upstream) tlsConfig() (*tls.Config, error) {
 		tc.ServerName = host
 	}
 	if u.cfg.CAFile != "" {
-		pem, err := os.ReadFile(u.cfg.CAFile)
+		pem, err := config.ReadPEMFile(u.cfg.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("read ca file: %w", err)
 		}
