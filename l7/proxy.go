@@ -427,7 +427,11 @@ func describe(err error) string {
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return "refused the connection"
-	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF),
+		// Writing the request body when the upstream has gone: the
+		// write meets its close (EPIPE) or net/http's read side has
+		// seen it first and closed the connection (net.ErrClosed).
+		errors.Is(err, syscall.EPIPE), errors.Is(err, net.ErrClosed):
 		return "reset the connection"
 	case isDialError(err) && isTimeout(err):
 		return "did not accept a connection in time"
