@@ -55,11 +55,21 @@ func (es Errors) sort() {
 }
 
 // err returns es as an error, or nil when there are none, so a nil Errors
-// never becomes a non-nil error interface.
+// never becomes a non-nil error interface. Past MaxProblems the rest are
+// counted in one last entry: a file of a megabyte can hold a quarter of a
+// million mistakes, and a rejected reload must not write them all to the
+// log or the admin API's answer.
 func (es Errors) err() error {
 	if len(es) == 0 {
 		return nil
 	}
 	es.sort()
+	if len(es) > MaxProblems {
+		more := len(es) - MaxProblems
+		es = append(es[:MaxProblems:MaxProblems], &Error{
+			File: es[0].File,
+			Msg:  fmt.Sprintf("and %d more problems (only the first %d are listed)", more, MaxProblems),
+		})
+	}
 	return es
 }

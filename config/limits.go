@@ -28,6 +28,8 @@ const (
 	// CA bundle is tens of kilobytes; Mozilla's whole root store is about
 	// 200 KiB.
 	MaxPEMFileSize = 1 << 20
+	// MaxProblems bounds the problems an error lists; the rest are counted.
+	MaxProblems = 100
 )
 
 // maxPath is PATH_MAX on Linux: no longer path opens (ENAMETOOLONG), so

@@ -1,6 +1,11 @@
 package config
 
-import "testing"
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
 
 func TestClipShortensOnARuneBoundary(t *testing.T) {
 	for _, tc := range []struct {
@@ -37,5 +42,28 @@ func TestSizeTextNamesSizesInBinaryUnits(t *testing.T) {
 				t.Errorf("sizeText(%d, %d) = %q, %q; want %q, %q", tc.size, tc.limit, s, l, tc.wantSize, tc.wantLim)
 			}
 		})
+	}
+}
+
+func TestProblemsPastTheLimitAreCounted(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("services:\n  - name: web\n    address: 198.18.0.10\n    port: 443\n    backends:\n")
+	const n = MaxProblems + 50
+	for i := range n {
+		fmt.Fprintf(&b, "      - {name: b%d, address: 198.18.1.%d, weight: 0}\n", i, i%250+1)
+	}
+	_, err := Parse([]byte(b.String()), "big.yaml")
+	var es Errors
+	if !errors.As(err, &es) {
+		t.Fatalf("Parse: %v, want Errors", err)
+	}
+	if len(es) != MaxProblems+1 {
+		t.Fatalf("%d problems listed, want %d and a count of the rest", len(es), MaxProblems+1)
+	}
+	if last := es[len(es)-1].Error(); !strings.Contains(last, "and 50 more problems") {
+		t.Errorf("last entry %q does not count the 50 left out", last)
+	}
+	if es[0].Line == 0 {
+		t.Errorf("first problem %v lost its line", es[0])
 	}
 }
