@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -139,5 +140,40 @@ func TestServeDaemonFollowsItsConfig(t *testing.T) {
 	}
 	if got := state(); got != "unhealthy" {
 		t.Errorf("after a rejected reload the backend is %q, want the running config's unhealthy", got)
+	}
+
+	// Files that crashed or wedged a daemon on reload: a merge key whose
+	// alias contains itself (stack overflow), and a service certificate
+	// that is a FIFO (a read that never returns).
+	fifo := filepath.Join(dir, "cert.pem")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	good := daemonConfig(sock, "debug", port)
+	for name, bad := range map[string]string{
+		"a self-referencing merge key": strings.Replace(good, "    port: 443\n", "    port: 443\n    <<: &m [*m]\n", 1),
+		"a FIFO as a certificate": good + fmt.Sprintf(`  - name: edge
+    address: 198.18.0.20
+    port: 443
+    mode: l7
+    tls: [{server_names: [example.test], cert: %s, key: %s}]
+    routes: [{pool: p}]
+pools:
+  - name: p
+    upstreams: [{address: "http://198.18.0.30:80"}]
+`, fifo, fifo),
+	} {
+		if err := os.WriteFile(cfgPath, []byte(bad), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := c.Reload(rctx)
+		rcancel()
+		if len(admin.Problems(err)) == 0 {
+			t.Errorf("reload of %s: %v; want it refused with its problems", name, err)
+		}
+		if got := state(); got != "unhealthy" {
+			t.Errorf("after the reload of %s the daemon answers %q, want the running config's unhealthy", name, got)
+		}
 	}
 }
