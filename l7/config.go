@@ -10,21 +10,24 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+
+	"github.com/spooky-lb/spooky/config"
 )
 
-// Defaults applied by [Config.withDefaults]. They are exported so the config
-// package and the docs can state them without copying numbers.
+// Defaults applied by [Config.withDefaults]. Those the YAML schema also
+// has are its defaults (package config), defined once there, so a Config
+// built in Go and one read from a file behave the same.
 const (
 	DefaultIdleTimeout      = 30 * time.Second
-	DefaultRouteTimeout     = 30 * time.Second
-	DefaultRetryAttempts    = 2
-	DefaultRetryWindow      = 5 * time.Second
+	DefaultRouteTimeout     = config.DefaultRouteTimeout
+	DefaultRetryAttempts    = config.DefaultRetryCount
+	DefaultRetryWindow      = config.DefaultRetryBudget
 	DefaultDialTimeout      = 5 * time.Second
-	DefaultConsecutiveFails = 5
-	DefaultBreakerWindow    = 10 * time.Second
+	DefaultConsecutiveFails = config.DefaultBreakerFailures
+	DefaultBreakerWindow    = config.DefaultBreakerWindow
 	DefaultBreakerMinReqs   = 20
-	DefaultOpenFor          = 30 * time.Second
-	DefaultHalfOpenProbes   = 1
+	DefaultOpenFor          = config.DefaultBreakerOpenFor
+	DefaultHalfOpenProbes   = config.DefaultBreakerProbes
 	DefaultRetryAfter       = 5 * time.Second
 	DefaultShutdownTimeout  = 30 * time.Second
 )
@@ -286,7 +289,7 @@ type BreakerConfig struct {
 	MinRequests int
 	// LatencyThreshold counts a slower response as a failure. If zero, off.
 	LatencyThreshold time.Duration
-	// OpenFor is the time open before half-open. If zero, DefaultOpenFor (30s).
+	// OpenFor is the time open before half-open. If zero, DefaultOpenFor (10s).
 	OpenFor time.Duration
 	// HalfOpenProbes is the number of probe requests let through half-open;
 	// all must succeed to close. If zero, DefaultHalfOpenProbes (1).
