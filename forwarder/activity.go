@@ -2,6 +2,8 @@ package forwarder
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -54,4 +56,30 @@ func (x *XDP) BackendActivity(service, backend string, window time.Duration) (Ac
 		a.Packets += c.Packets
 	}
 	return a, true, nil
+}
+
+// Drained returns the backends ("service/backend") that an earlier run
+// left draining in the pinned maps. A drain is the operator's and holds
+// until undrained, so a restarted daemon (an upgrade) takes it up again
+// rather than send new connections to a backend being emptied. Only
+// meaningful before the first Apply, which rewrites the flags.
+func (x *XDP) Drained() ([]string, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	var out []string
+	for name, index := range x.storedBackends {
+		key := bytesString(name[:])
+		if strings.HasPrefix(key, "sha256:") {
+			continue // a name too long to store: not recoverable
+		}
+		var b bpf.Backend
+		if err := x.objs.Backends.Lookup(index, &b); err != nil {
+			return nil, fmt.Errorf("read backends[%d]: %w", index, err)
+		}
+		if b.Family != bpf.FamilyNone && b.Flags&bpf.BackendDraining != 0 {
+			out = append(out, key)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }

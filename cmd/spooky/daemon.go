@@ -103,6 +103,9 @@ func newDaemon(ctx context.Context, opts daemonOptions, cfg *config.Config, log 
 			return nil, err
 		}
 		d.xdp = &xdpTier{x: x, log: log}
+		if err := d.restoreDrains(x); err != nil {
+			log.Warn("drains made before the restart are not restored", "err", err)
+		}
 		// Neighbour updates come in bursts (probe, reachable, stale);
 		// the daemon settles them into one refresh of the next hops.
 		if err := x.Resolver().WatchNeighbours(ctx, d.requestRefresh); err != nil {
@@ -131,6 +134,21 @@ func newDaemon(ctx context.Context, opts daemonOptions, cfg *config.Config, log 
 		}
 	})
 	return d, nil
+}
+
+// restoreDrains takes up the drains an earlier run left in the pinned
+// maps, before the first Apply rewrites them.
+func (d *daemon) restoreDrains(x *forwarder.XDP) error {
+	drained, err := x.Drained()
+	if err != nil {
+		return err
+	}
+	for _, key := range drained {
+		if t, ok := health.ParseBackend(key); ok {
+			d.health.Report(t, health.Operator, health.Draining, "drained by the operator (before a restart)")
+		}
+	}
+	return nil
 }
 
 // requestRefresh asks the run loop to re-apply the current config; it

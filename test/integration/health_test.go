@@ -40,7 +40,7 @@ func TestHealthChecksDriveTheXDPTables(t *testing.T) {
 	sock := x.adminSocket()
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("spooky attach log:\n%s", x.spooky.log)
+			t.Logf("spooky attach log (the last run):\n%s", x.spooky.log)
 		}
 	})
 	const victim = 2 // weight 300: the largest share, the most to lose
@@ -168,6 +168,34 @@ func TestHealthChecksDriveTheXDPTables(t *testing.T) {
 		})
 	})
 
+	t.Run("a drain holds across a restart of spooky attach", func(t *testing.T) {
+		if out, errOut, code := runSpooky(t, x.LB, "drain", "--admin", sock, "web4/"+name); code != 0 {
+			t.Fatalf("spooky drain: exit %d: %s%s", code, out, errOut)
+		}
+		pollUntil(t, name+" draining in the tables", 5*time.Second, func() bool {
+			return statsState(t, x.LB, x.Backends[victim].IPv4) == "draining"
+		})
+		if err := x.spooky.stop(); err != nil {
+			t.Fatal(err)
+		}
+		x.restartSpooky(t)
+		if h := backendHealth(mustAdminStatus(t, x.LB, sock), "web4", name); h.State != "draining" || h.Source != "operator" {
+			t.Errorf("after the restart the admin API says %+v, want draining by the operator", h)
+		}
+		if got := statsState(t, x.LB, x.Backends[victim].IPv4); got != "draining" {
+			t.Errorf("after the restart %s is %s in the tables, want draining", name, got)
+		}
+		if r := mustRunClient(t, x.Client, x.vip4, 30, 1); r.Failed != 0 || r.ConnBackends[name] != 0 {
+			t.Errorf("new connections after the restart: %d failed, %d reached the drained %s", r.Failed, r.ConnBackends[name], name)
+		}
+		if out, errOut, code := runSpooky(t, x.LB, "undrain", "--admin", sock, "web4/"+name); code != 0 {
+			t.Fatalf("spooky undrain: exit %d: %s%s", code, out, errOut)
+		}
+		pollUntil(t, name+" healthy again", 5*time.Second, func() bool {
+			return statsState(t, x.LB, x.Backends[victim].IPv4) == "healthy"
+		})
+	})
+
 	t.Run("the daemon's metrics count what spooky stats counts", func(t *testing.T) {
 		// No client traffic now (probes leave through tc, not XDP), so the
 		// two reads see the same counters.
@@ -189,7 +217,7 @@ func TestHealthChecksDriveTheXDPTables(t *testing.T) {
 			t.Errorf("compared %d backends, want %d", checked, 2*len(x.Backends))
 		}
 		if v := mustMetric(t, fams, "spooky_config_reloads_total", map[string]string{"result": "ok"}); v != 1 {
-			t.Errorf("spooky_config_reloads_total{ok} = %v, want 1 (the first load)", v)
+			t.Errorf("spooky_config_reloads_total{ok} = %v, want 1 (the restarted daemon's first load)", v)
 		}
 	})
 
