@@ -2,14 +2,13 @@
 //go:build ignore
 
 /*
- * baseline.c: the speed limit for benchmarks, and a no-op program.
+ * baseline.c: the speed limit for benchmarks.
  *
  * xdp_baseline parses Ethernet (one VLAN tag), IPv4/IPv6 and UDP, swaps the
  * MACs and sends the frame back with XDP_TX: what any XDP balancer must do
  * at least, with no map lookups. lb.c's cost is reported as a ratio to it.
  *
- * xdp_pass passes everything. Native XDP_TX on a veth delivers only if the
- * peer has an XDP program too (lab-facts), and this is the one to attach.
+ * Only the benchmarks load it: bpf2go writes it to baseline_bpfel_test.{go,o}.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -60,10 +59,4 @@ int xdp_baseline(struct xdp_md *ctx)
 	__builtin_memcpy(eth->h_dest, eth->h_source, ETH_ALEN);
 	__builtin_memcpy(eth->h_source, tmp, ETH_ALEN);
 	return XDP_TX;
-}
-
-SEC("xdp")
-int xdp_pass(struct xdp_md *ctx)
-{
-	return XDP_PASS;
 }

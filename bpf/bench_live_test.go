@@ -52,7 +52,7 @@ type liveLab struct {
 	gen      *trafficgenObjects
 	counters []*trafficgenObjects // per backend
 	lb       *LBObjects
-	base     *BaselineObjects
+	base     *baselineObjects
 	attached link.Link
 	parent   *testing.B // owns what outlives one sub-benchmark
 }
@@ -96,12 +96,7 @@ func mustLiveLab(b *testing.B) *liveLab {
 	}
 	b.Cleanup(func() { objs.Close() })
 	l.lb = objs
-	base, err := LoadBaseline()
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { base.Close() })
-	l.base = base
+	l.base = mustLoadBaseline(b)
 
 	// The maps, filled by hand as the Syncer would: one VIP in l2dsr with
 	// a Maglev table over both backends, server IDs 1 and 2 in a plaintext

@@ -1,4 +1,4 @@
-// Package bpf holds spooky's XDP programs (lb.c, decap.c, baseline.c), the
+// Package bpf holds spooky's XDP programs (lb.c, decap.c, pass.c), the
 // bpf2go output generated from them, and the Go side of their maps: types,
 // key constructors, the flow hash mirror and loaders.
 //
@@ -33,9 +33,8 @@ type LBObjects = lbObjects
 // DecapObjects are the decapsulator's program and maps (decap.c).
 type DecapObjects = decapObjects
 
-// BaselineObjects are the benchmark baseline and the no-op program
-// (baseline.c).
-type BaselineObjects = baselineObjects
+// PassObjects are the program that passes every packet (pass.c).
+type PassObjects = passObjects
 
 // LBSpec returns the load balancer's collection spec, for callers that
 // need to adjust it before loading, with flow_cache sized for the
@@ -88,14 +87,14 @@ func LoadDecap(opts *LoadOptions) (*DecapObjects, error) {
 	return &objs, nil
 }
 
-// LoadBaseline loads baseline.c's xdp_baseline and xdp_pass programs.
-func LoadBaseline() (*BaselineObjects, error) {
-	spec, err := loadBaseline()
+// LoadPass loads pass.c's xdp_pass program.
+func LoadPass() (*PassObjects, error) {
+	spec, err := loadPass()
 	if err != nil {
-		return nil, fmt.Errorf("parse baseline object: %w", err)
+		return nil, fmt.Errorf("parse pass object: %w", err)
 	}
-	var objs baselineObjects
-	if err := loadInto(spec, &objs, "baseline", &LoadOptions{}); err != nil {
+	var objs passObjects
+	if err := loadInto(spec, &objs, "pass", &LoadOptions{}); err != nil {
 		return nil, err
 	}
 	return &objs, nil

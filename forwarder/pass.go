@@ -57,7 +57,7 @@ func attachPassIn(dir string, l netlink.Link) error {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("open pinned link %s: %w", pin, err)
 	}
-	objs, err := bpf.LoadBaseline()
+	objs, err := bpf.LoadPass()
 	if err != nil {
 		return privilege(err)
 	}

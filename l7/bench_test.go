@@ -10,14 +10,14 @@ import (
 )
 
 // TestBenchRigChild is the bench rig's child process: the benchmarks run
-// this test binary again with BenchRigDirEnv set, and this entry point
+// this test binary again with benchRigDirEnv set, and this entry point
 // serves the rig until its stdin closes.
 func TestBenchRigChild(t *testing.T) {
-	dir := os.Getenv(BenchRigDirEnv)
+	dir := os.Getenv(benchRigDirEnv)
 	if dir == "" {
-		t.Skip("runs only as the bench rig's child process (" + BenchRigDirEnv + " unset)")
+		t.Skip("runs only as the bench rig's child process (" + benchRigDirEnv + " unset)")
 	}
-	if err := ServeBenchRig(dir, os.Stdin, os.Stdout); err != nil {
+	if err := serveBenchRig(dir, os.Stdin, os.Stdout); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -25,11 +25,11 @@ func TestBenchRigChild(t *testing.T) {
 // mustBenchRig starts the rig in a child process (this test binary again),
 // spooky and upstreams pinned to one CPU, and pins this process, the load
 // generator, to the others until the test ends.
-func mustBenchRig(tb testing.TB) *BenchRig {
+func mustBenchRig(tb testing.TB) *benchRig {
 	tb.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchRigChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), BenchRigDirEnv+"="+tb.TempDir())
-	r, err := StartBenchRig(cmd)
+	cmd.Env = append(os.Environ(), benchRigDirEnv+"="+tb.TempDir())
+	r, err := startBenchRig(cmd)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func TestBenchRigPinsSpookyAndUpstreamsToOneCore(t *testing.T) {
 	if len(r.RigCPUs) != 1 {
 		t.Fatalf("rig CPUs = %v, want one", r.RigCPUs)
 	}
-	for _, target := range []BenchTarget{DirectH3, SpookyH3, DirectH1, SpookyH1} {
+	for _, target := range []benchTarget{directH3, spookyH3, directH1, spookyH1} {
 		t.Run(string(target)+" answers 1 KiB under load", func(t *testing.T) {
 			lc := r.Load(target)
 			lc.Connections, lc.Streams, lc.Requests = 2, 4, 200
@@ -102,15 +102,16 @@ func TestBenchRigPinsSpookyAndUpstreamsToOneCore(t *testing.T) {
 // number of requests. Besides req/s and latency it reports the rig's CPU
 // time per request and, for spooky, the ratios to direct the issue's
 // targets are stated in. Profile the rig (not the load generator) with
-// BenchRigCPUProfileEnv / BenchRigMemProfileEnv set to file names.
+// SPOOKY_L7_BENCH_RIG_CPUPROFILE / SPOOKY_L7_BENCH_RIG_MEMPROFILE
+// (benchRigCPUProfileEnv, benchRigMemProfileEnv) set to file names.
 func BenchmarkProxy(b *testing.B) {
 	r := mustBenchRig(b)
-	direct := map[string]BenchResult{}
+	direct := map[string]benchResult{}
 	for _, shape := range []struct {
 		name           string
 		conns, streams int
 	}{{"streams=1", 1, 1}, {"streams=64", 4, 16}} {
-		for _, pair := range [][2]BenchTarget{{DirectH3, SpookyH3}, {DirectH1, SpookyH1}} {
+		for _, pair := range [][2]benchTarget{{directH3, spookyH3}, {directH1, spookyH1}} {
 			for i, t := range pair {
 				b.Run(shape.name+"/"+string(t), func(b *testing.B) {
 					lc := r.Load(t)

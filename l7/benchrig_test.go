@@ -35,34 +35,34 @@ import (
 // is skipped.
 const (
 	benchRigPrefix = "spooky-bench-rig "
-	// BenchRigDirEnv, when set in a child's environment, names the
+	// benchRigDirEnv, when set in a child's environment, names the
 	// directory for the rig's certificate; a test binary's rig entry point
 	// runs only when it is set.
-	BenchRigDirEnv = "SPOOKY_L7_BENCH_RIG_DIR"
-	// BenchRigCPUProfileEnv, when set, makes the rig write a CPU profile of
+	benchRigDirEnv = "SPOOKY_L7_BENCH_RIG_DIR"
+	// benchRigCPUProfileEnv, when set, makes the rig write a CPU profile of
 	// itself (spooky and the upstreams, not the load generator) there.
-	BenchRigCPUProfileEnv = "SPOOKY_L7_BENCH_RIG_CPUPROFILE"
-	// BenchRigMemProfileEnv, when set, makes the rig write an allocation
+	benchRigCPUProfileEnv = "SPOOKY_L7_BENCH_RIG_CPUPROFILE"
+	// benchRigMemProfileEnv, when set, makes the rig write an allocation
 	// profile there when it exits, and a heap profile to the same name plus
 	// ".inuse" at each "memory" request (so after IdleConnBytes it shows
 	// what idle connections hold).
-	BenchRigMemProfileEnv = "SPOOKY_L7_BENCH_RIG_MEMPROFILE"
+	benchRigMemProfileEnv = "SPOOKY_L7_BENCH_RIG_MEMPROFILE"
 )
 
 // benchRigHello is the child's first line.
 type benchRigHello struct {
-	BenchAddrs
+	benchAddrs
 	CertFile   string
 	GOMAXPROCS int
 }
 
-// ServeBenchRig is the child side: it starts a [BenchEnv] in dir, reports
+// serveBenchRig is the child side: it starts a [benchEnv] in dir, reports
 // its addresses on out, and answers requests read from in ("usage": CPU
 // time used so far in ns; "memory": heap and stack in use after a GC, in
-// bytes) until in closes. Profiles are written as the Bench*ProfileEnv
+// bytes) until in closes. Profiles are written as the benchRig*ProfileEnv
 // variables ask.
-func ServeBenchRig(dir string, in io.Reader, out io.Writer) error {
-	if p := os.Getenv(BenchRigCPUProfileEnv); p != "" {
+func serveBenchRig(dir string, in io.Reader, out io.Writer) error {
+	if p := os.Getenv(benchRigCPUProfileEnv); p != "" {
 		f, err := os.Create(p)
 		if err != nil {
 			return fmt.Errorf("bench rig: cpu profile: %w", err)
@@ -73,7 +73,7 @@ func ServeBenchRig(dir string, in io.Reader, out io.Writer) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if p := os.Getenv(BenchRigMemProfileEnv); p != "" {
+	if p := os.Getenv(benchRigMemProfileEnv); p != "" {
 		defer func() {
 			if f, err := os.Create(p); err == nil {
 				_ = pprof.Lookup("allocs").WriteTo(f, 0)
@@ -81,12 +81,12 @@ func ServeBenchRig(dir string, in io.Reader, out io.Writer) error {
 			}
 		}()
 	}
-	e, err := NewBenchEnv(dir)
+	e, err := newBenchEnv(dir)
 	if err != nil {
 		return fmt.Errorf("bench rig: %w", err)
 	}
 	defer e.Close()
-	hello, err := json.Marshal(benchRigHello{BenchAddrs: e.BenchAddrs, CertFile: e.CertFile, GOMAXPROCS: runtime.GOMAXPROCS(0)})
+	hello, err := json.Marshal(benchRigHello{benchAddrs: e.benchAddrs, CertFile: e.CertFile, GOMAXPROCS: runtime.GOMAXPROCS(0)})
 	if err != nil {
 		return err
 	}
@@ -106,7 +106,7 @@ func ServeBenchRig(dir string, in io.Reader, out io.Writer) error {
 			runtime.GC()
 			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)
-			if p := os.Getenv(BenchRigMemProfileEnv); p != "" {
+			if p := os.Getenv(benchRigMemProfileEnv); p != "" {
 				// What is live now, e.g. with idle connections open.
 				if f, err := os.Create(p + ".inuse"); err == nil {
 					_ = pprof.Lookup("heap").WriteTo(f, 0)
@@ -121,9 +121,9 @@ func ServeBenchRig(dir string, in io.Reader, out io.Writer) error {
 	return sc.Err()
 }
 
-// BenchRig is the parent side: a running rig child and what it reported.
-type BenchRig struct {
-	BenchAddrs
+// benchRig is the parent side: a running rig child and what it reported.
+type benchRig struct {
+	benchAddrs
 	// RigCPUs are the CPUs the child (spooky and upstreams) is pinned to;
 	// LoadCPUs those left for the load generator. On a one-CPU machine
 	// they are the same CPU.
@@ -138,15 +138,15 @@ type BenchRig struct {
 	done chan error
 }
 
-// StartBenchRig starts cmd, which must run [ServeBenchRig] with
-// BenchRigDirEnv set (the caller sets it), pinned to the last CPU this
+// startBenchRig starts cmd, which must run [serveBenchRig] with
+// benchRigDirEnv set (the caller sets it), pinned to the last CPU this
 // process may use and with GOMAXPROCS=1.
-func StartBenchRig(cmd *exec.Cmd) (*BenchRig, error) {
+func startBenchRig(cmd *exec.Cmd) (*benchRig, error) {
 	cpus, err := allowedCPUs()
 	if err != nil {
 		return nil, fmt.Errorf("bench rig: %w", err)
 	}
-	r := &BenchRig{RigCPUs: cpus[len(cpus)-1:], LoadCPUs: cpus[:len(cpus)-1], cmd: cmd, done: make(chan error, 1)}
+	r := &benchRig{RigCPUs: cpus[len(cpus)-1:], LoadCPUs: cpus[:len(cpus)-1], cmd: cmd, done: make(chan error, 1)}
 	if len(r.LoadCPUs) == 0 {
 		r.LoadCPUs = r.RigCPUs
 	}
@@ -185,14 +185,14 @@ func StartBenchRig(cmd *exec.Cmd) (*BenchRig, error) {
 	}
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(pem)
-	r.BenchAddrs = h.BenchAddrs
+	r.benchAddrs = h.benchAddrs
 	r.TLS = &tls.Config{RootCAs: roots, ServerName: "bench.spooky.test"}
 	r.GOMAXPROCS = h.GOMAXPROCS
 	return r, nil
 }
 
 // read returns the payload of the child's next line of the given kind.
-func (r *BenchRig) read(kind string) (string, error) {
+func (r *benchRig) read(kind string) (string, error) {
 	for r.out.Scan() {
 		rest, ok := strings.CutPrefix(r.out.Text(), benchRigPrefix)
 		if !ok {
@@ -212,7 +212,7 @@ func (r *BenchRig) read(kind string) (string, error) {
 	return "", fmt.Errorf("bench rig: exited before answering %q", kind)
 }
 
-func (r *BenchRig) ask(cmd string) (int64, error) {
+func (r *benchRig) ask(cmd string) (int64, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, err := io.WriteString(r.in, cmd+"\n"); err != nil {
@@ -226,31 +226,31 @@ func (r *BenchRig) ask(cmd string) (int64, error) {
 }
 
 // CPUTime is the CPU time (user + system) the rig has used so far.
-func (r *BenchRig) CPUTime() (time.Duration, error) {
+func (r *benchRig) CPUTime() (time.Duration, error) {
 	ns, err := r.ask("usage")
 	return time.Duration(ns), err
 }
 
 // Memory is the rig's heap and stack in use after a GC, in bytes.
-func (r *BenchRig) Memory() (int64, error) { return r.ask("memory") }
+func (r *benchRig) Memory() (int64, error) { return r.ask("memory") }
 
 // ThreadCPUs returns the distinct CPU lists the rig's threads may run on.
-func (r *BenchRig) ThreadCPUs() ([]string, error) { return threadCPUs(r.cmd.Process.Pid) }
+func (r *benchRig) ThreadCPUs() ([]string, error) { return threadCPUs(r.cmd.Process.Pid) }
 
 // PinLoadGenerator confines this process to LoadCPUs until the returned
 // function is called.
-func (r *BenchRig) PinLoadGenerator() (restore func() error, err error) {
+func (r *benchRig) PinLoadGenerator() (restore func() error, err error) {
 	return pinProcess(r.LoadCPUs)
 }
 
-// BenchResult is a load run's figures plus the CPU the rig spent on it.
-type BenchResult struct {
-	LoadResult
+// benchResult is a load run's figures plus the CPU the rig spent on it.
+type benchResult struct {
+	loadResult
 	RigCPU time.Duration
 }
 
 // CPUPerRequest is the rig's CPU time per request.
-func (b BenchResult) CPUPerRequest() time.Duration {
+func (b benchResult) CPUPerRequest() time.Duration {
 	if b.Requests == 0 {
 		return 0
 	}
@@ -258,7 +258,7 @@ func (b BenchResult) CPUPerRequest() time.Duration {
 }
 
 // Utilisation is the rig's CPU time over the run's wall time (1 = one core busy).
-func (b BenchResult) Utilisation() float64 {
+func (b benchResult) Utilisation() float64 {
 	if b.Elapsed <= 0 {
 		return 0
 	}
@@ -266,32 +266,32 @@ func (b BenchResult) Utilisation() float64 {
 }
 
 // Measure runs lc and the rig's CPU time across it.
-func (r *BenchRig) Measure(ctx context.Context, lc LoadConfig) (BenchResult, error) {
+func (r *benchRig) Measure(ctx context.Context, lc loadConfig) (benchResult, error) {
 	return measureLoad(ctx, lc, r.CPUTime)
 }
 
-// measureLoad is RunLoad bracketed by a CPU clock. The warm-up requests
+// measureLoad is runLoad bracketed by a CPU clock. The warm-up requests
 // fall inside the bracket; with thousands of requests per run they are noise.
-func measureLoad(ctx context.Context, lc LoadConfig, cpu func() (time.Duration, error)) (BenchResult, error) {
+func measureLoad(ctx context.Context, lc loadConfig, cpu func() (time.Duration, error)) (benchResult, error) {
 	c0, err := cpu()
 	if err != nil {
-		return BenchResult{}, err
+		return benchResult{}, err
 	}
-	res, err := RunLoad(ctx, lc)
+	res, err := runLoad(ctx, lc)
 	if err != nil {
-		return BenchResult{}, err
+		return benchResult{}, err
 	}
 	c1, err := cpu()
 	if err != nil {
-		return BenchResult{}, err
+		return benchResult{}, err
 	}
-	return BenchResult{LoadResult: res, RigCPU: c1 - c0}, nil
+	return benchResult{loadResult: res, RigCPU: c1 - c0}, nil
 }
 
 // IdleConnBytes opens n HTTP/3 connections to spooky, each after one
 // request, and returns the growth of the rig's heap and stacks per
 // connection: spooky's side only, since the clients live in this process.
-func (r *BenchRig) IdleConnBytes(ctx context.Context, n int) (float64, error) {
+func (r *benchRig) IdleConnBytes(ctx context.Context, n int) (float64, error) {
 	before, err := r.Memory()
 	if err != nil {
 		return 0, err
@@ -319,7 +319,7 @@ func (r *BenchRig) IdleConnBytes(ctx context.Context, n int) (float64, error) {
 }
 
 // Close ends the child (closing its stdin) and waits for it.
-func (r *BenchRig) Close() error {
+func (r *benchRig) Close() error {
 	_ = r.in.Close()
 	go func() { r.done <- r.cmd.Wait() }()
 	select {

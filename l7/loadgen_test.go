@@ -17,9 +17,9 @@ import (
 	"github.com/quic-go/quic-go/http3"
 )
 
-// LoadConfig describes a closed-loop load run: Connections × Streams
+// loadConfig describes a closed-loop load run: Connections × Streams
 // workers, each sending its next request when the previous one finished.
-type LoadConfig struct {
+type loadConfig struct {
 	// URL is requested with GET. Required.
 	URL string
 	// Addr, if set, is dialled instead of the URL's host (the URL keeps
@@ -40,9 +40,9 @@ type LoadConfig struct {
 	Duration time.Duration
 }
 
-// LoadResult is what a run measured. Latencies are per request, from send
+// loadResult is what a run measured. Latencies are per request, from send
 // to the end of the body.
-type LoadResult struct {
+type loadResult struct {
 	Requests int
 	Errors   int
 	Elapsed  time.Duration
@@ -50,14 +50,14 @@ type LoadResult struct {
 	P50, P99 time.Duration
 }
 
-func (r LoadResult) String() string {
+func (r loadResult) String() string {
 	return fmt.Sprintf("%8.0f req/s  p50 %-9s p99 %-9s (%d requests, %d errors)", r.RPS, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Requests, r.Errors)
 }
 
-// RunLoad runs a load test and returns its figures.
-func RunLoad(ctx context.Context, cfg LoadConfig) (LoadResult, error) {
+// runLoad runs a load test and returns its figures.
+func runLoad(ctx context.Context, cfg loadConfig) (loadResult, error) {
 	if cfg.URL == "" || (cfg.Requests <= 0 && cfg.Duration <= 0) {
-		return LoadResult{}, errors.New("load: URL and Requests or Duration are required")
+		return loadResult{}, errors.New("load: URL and Requests or Duration are required")
 	}
 	conns, streams := max(cfg.Connections, 1), max(cfg.Streams, 1)
 	if cfg.Duration > 0 {
@@ -91,7 +91,7 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (LoadResult, error) {
 	// Warm up: establish every connection before the clock starts.
 	for _, c := range clients {
 		if err := loadOnce(ctx, c, cfg.URL); err != nil {
-			return LoadResult{}, fmt.Errorf("load: warm-up request: %w", err)
+			return loadResult{}, fmt.Errorf("load: warm-up request: %w", err)
 		}
 	}
 	lat := make([][]time.Duration, conns*streams)
@@ -117,7 +117,7 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (LoadResult, error) {
 	elapsed := time.Since(start)
 	all := slices.Concat(lat...)
 	slices.Sort(all)
-	res := LoadResult{Requests: len(all), Errors: int(errs.Load()), Elapsed: elapsed}
+	res := loadResult{Requests: len(all), Errors: int(errs.Load()), Elapsed: elapsed}
 	if len(all) > 0 {
 		res.RPS = float64(len(all)) / elapsed.Seconds()
 		res.P50 = all[len(all)*50/100]
@@ -126,7 +126,7 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (LoadResult, error) {
 	return res, nil
 }
 
-func loadTransport(cfg LoadConfig, maxConns int) (http.RoundTripper, func()) {
+func loadTransport(cfg loadConfig, maxConns int) (http.RoundTripper, func()) {
 	if cfg.HTTP3 {
 		tr := &http3.Transport{TLSClientConfig: cfg.TLS, QUICConfig: &quic.Config{MaxIncomingStreams: 1000}}
 		if cfg.Addr != "" {

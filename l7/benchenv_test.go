@@ -20,19 +20,19 @@ import (
 	"github.com/quic-go/quic-go/http3"
 )
 
-// BenchEnv is a loopback bench rig: an HTTP/3 upstream, an HTTP/1.1
+// benchEnv is a loopback bench rig: an HTTP/3 upstream, an HTTP/1.1
 // upstream, both answering 1 KiB, and a spooky L7 server in front of them
 // (route /h3 to the first, /h1 to the second).
-type BenchEnv struct {
+type benchEnv struct {
 	Spooky *Server
-	BenchAddrs
+	benchAddrs
 	// CertFile is the rig's self-signed certificate (its own root), PEM.
 	CertFile string
 	closers  []func()
 }
 
-// BenchAddrs are where a load generator finds the rig.
-type BenchAddrs struct {
+// benchAddrs are where a load generator finds the rig.
+type benchAddrs struct {
 	SpookyAddr string      // spooky's HTTP/3 listener
 	H3Addr     string      // direct HTTP/3 upstream
 	H1Addr     string      // direct HTTP/1.1 upstream (cleartext)
@@ -42,9 +42,9 @@ type BenchAddrs struct {
 // benchBody is the 1 KiB response every bench upstream sends.
 var benchBody = make([]byte, 1024)
 
-// NewBenchEnv starts the rig; dir holds the generated certificate.
-func NewBenchEnv(dir string) (*BenchEnv, error) {
-	e := &BenchEnv{}
+// newBenchEnv starts the rig; dir holds the generated certificate.
+func newBenchEnv(dir string) (*benchEnv, error) {
+	e := &benchEnv{}
 	certFile, keyFile, pool, kp, err := writeSelfSigned(dir, "bench.spooky.test")
 	if err != nil {
 		return nil, err
@@ -107,21 +107,21 @@ func NewBenchEnv(dir string) (*BenchEnv, error) {
 }
 
 // Close stops everything the rig started.
-func (e *BenchEnv) Close() {
+func (e *benchEnv) Close() {
 	for i := len(e.closers) - 1; i >= 0; i-- {
 		e.closers[i]()
 	}
 }
 
-// BenchTarget names a path through the rig.
-type BenchTarget string
+// benchTarget names a path through the rig.
+type benchTarget string
 
 // Bench targets.
 const (
-	DirectH3 BenchTarget = "direct h3 upstream"
-	SpookyH3 BenchTarget = "spooky → h3 upstream"
-	DirectH1 BenchTarget = "direct h1 upstream"
-	SpookyH1 BenchTarget = "spooky → h1 upstream"
+	directH3 benchTarget = "direct h3 upstream"
+	spookyH3 benchTarget = "spooky → h3 upstream"
+	directH1 benchTarget = "direct h1 upstream"
+	spookyH1 benchTarget = "spooky → h1 upstream"
 )
 
 // Load returns the load config for a target; the caller sets the load
@@ -129,16 +129,16 @@ const (
 // itself in the upstream's own protocol: HTTP/3 for the h3 upstream, and
 // HTTP/1.1 (one TCP connection per concurrent request, since HTTP/1.1 does
 // not multiplex) for the h1 upstream. Through spooky it always speaks HTTP/3.
-func (e BenchAddrs) Load(t BenchTarget) LoadConfig {
+func (e benchAddrs) Load(t benchTarget) loadConfig {
 	switch t {
-	case DirectH3:
-		return LoadConfig{URL: "https://bench.spooky.test/", Addr: e.H3Addr, HTTP3: true, TLS: e.TLS}
-	case SpookyH3:
-		return LoadConfig{URL: "https://bench.spooky.test/h3", Addr: e.SpookyAddr, HTTP3: true, TLS: e.TLS}
-	case DirectH1:
-		return LoadConfig{URL: "http://" + e.H1Addr + "/"}
+	case directH3:
+		return loadConfig{URL: "https://bench.spooky.test/", Addr: e.H3Addr, HTTP3: true, TLS: e.TLS}
+	case spookyH3:
+		return loadConfig{URL: "https://bench.spooky.test/h3", Addr: e.SpookyAddr, HTTP3: true, TLS: e.TLS}
+	case directH1:
+		return loadConfig{URL: "http://" + e.H1Addr + "/"}
 	default:
-		return LoadConfig{URL: "https://bench.spooky.test/h1", Addr: e.SpookyAddr, HTTP3: true, TLS: e.TLS}
+		return loadConfig{URL: "https://bench.spooky.test/h1", Addr: e.SpookyAddr, HTTP3: true, TLS: e.TLS}
 	}
 }
 

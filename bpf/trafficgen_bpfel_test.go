@@ -163,5 +163,5 @@ func _TrafficgenClose(closers ...io.Closer) error {
 
 // Do not access this directly.
 //
-//go:embed trafficgen_bpfel.o
+//go:embed trafficgen_bpfel_test.o
 var _TrafficgenBytes []byte

@@ -17,7 +17,6 @@ import (
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	baselineProgXdpBaseline = "xdp_baseline"
-	baselineProgXdpPass     = "xdp_pass"
 )
 
 // loadBaseline returns the embedded CollectionSpec for baseline.
@@ -63,7 +62,6 @@ type baselineSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type baselineProgramSpecs struct {
 	XdpBaseline *ebpf.ProgramSpec `ebpf:"xdp_baseline"`
-	XdpPass     *ebpf.ProgramSpec `ebpf:"xdp_pass"`
 }
 
 // baselineMapSpecs contains maps before they are loaded into the kernel.
@@ -115,13 +113,11 @@ type baselineVariables struct {
 // It can be passed to loadBaselineObjects or ebpf.CollectionSpec.LoadAndAssign.
 type baselinePrograms struct {
 	XdpBaseline *ebpf.Program `ebpf:"xdp_baseline"`
-	XdpPass     *ebpf.Program `ebpf:"xdp_pass"`
 }
 
 func (p *baselinePrograms) Close() error {
 	return _BaselineClose(
 		p.XdpBaseline,
-		p.XdpPass,
 	)
 }
 
@@ -136,5 +132,5 @@ func _BaselineClose(closers ...io.Closer) error {
 
 // Do not access this directly.
 //
-//go:embed baseline_bpfel.o
+//go:embed baseline_bpfel_test.o
 var _BaselineBytes []byte

@@ -153,5 +153,5 @@ func _StampClose(closers ...io.Closer) error {
 
 // Do not access this directly.
 //
-//go:embed stamp_bpfel.o
+//go:embed stamp_bpfel_test.o
 var _StampBytes []byte
