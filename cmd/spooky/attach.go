@@ -30,6 +30,7 @@ func attachCommand(e env) *cli.Command {
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Value: config.DefaultPath, Usage: "configuration `FILE`"},
 			xdpModeFlag(),
 			pinRootFlag,
+			watchFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			iface, err := ifaceArg(c, "attach")
@@ -48,6 +49,7 @@ func attachCommand(e env) *cli.Command {
 			log, level := newLogger(e.stderr, cfg.Log)
 			d, err := newDaemon(c.Context, daemonOptions{
 				path: path, iface: iface, xdpMode: mode, pinRoot: c.String("pin-root"), logLevel: level,
+				watch: c.Duration("watch"),
 			}, cfg, log)
 			if err != nil {
 				return fmt.Errorf("attach: %w", err)

@@ -45,6 +45,9 @@ type daemonOptions struct {
 	pinRoot string
 	// logLevel, if set, is the logger's level, which a reload changes.
 	logLevel *slog.LevelVar
+	// watch, if not zero, is how often the config file is checked for new
+	// contents, which are reloaded as on SIGHUP.
+	watch time.Duration
 }
 
 // daemon owns the one health registry and the tiers that follow it and the
@@ -180,6 +183,14 @@ func (d *daemon) run(ctx context.Context) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	d.log.Info("serving", "config", d.opts.path, "summary", cfg.Summarize().String())
+	var watch *fileWatch
+	var tick <-chan time.Time
+	if d.opts.watch > 0 {
+		watch = newFileWatch(d.opts.path, cfg.SHA256)
+		t := time.NewTicker(d.opts.watch)
+		defer t.Stop()
+		tick = t.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -187,6 +198,16 @@ func (d *daemon) run(ctx context.Context) error {
 		case <-hup:
 			// Logged inside; a rejected file leaves the running config.
 			_, _ = d.reload(ctx)
+		case <-tick:
+			d.mu.Lock()
+			running := d.cfg.SHA256
+			d.mu.Unlock()
+			// A version already running (reloaded by SIGHUP or the
+			// API) is not reloaded again; a rejected one is tried once.
+			if watch.changed() && watch.sum != running {
+				d.log.Info("config file changed", "config", d.opts.path)
+				_, _ = d.reload(ctx)
+			}
 		case <-d.refresh:
 			select {
 			case <-ctx.Done():

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -175,5 +177,99 @@ pools:
 		if got := state(); got != "unhealthy" {
 			t.Errorf("after the reload of %s the daemon answers %q, want the running config's unhealthy", name, got)
 		}
+	}
+}
+
+// TestServeReloadsAConfigMapSwap runs `spooky serve --watch` on a config
+// laid out as Kubernetes mounts a ConfigMap (the file is a symlink through
+// ..data, which an update swaps): a new version is applied without a
+// signal, a broken one is refused once and the old config serves on.
+func TestServeReloadsAConfigMapSwap(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "admin.sock")
+	port := closedPort(t)
+	version := func(name, contents string) string {
+		t.Helper()
+		if err := os.Mkdir(filepath.Join(dir, name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name, "spooky.yaml"), []byte(contents), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256([]byte(contents))
+		return hex.EncodeToString(sum[:])
+	}
+	// swap points ..data at version name in one rename, as the kubelet does.
+	swap := func(name string) {
+		t.Helper()
+		tmp := filepath.Join(dir, "..data_tmp")
+		if err := os.Symlink(name, tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v1 := version("..v1", daemonConfig(sock, "info", port))
+	swap("..v1")
+	cfgPath := filepath.Join(dir, "spooky.yaml")
+	if err := os.Symlink("..data/spooky.yaml", cfgPath); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"spooky", "serve", "--watch", "50ms", "-c", cfgPath}, env{stdout: &bytes.Buffer{}, stderr: &stderr})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			t.Errorf("spooky serve did not stop within 15s; log:\n%s", stderr.String())
+		}
+	})
+	c, err := admin.Dial(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	running := func() string {
+		st, err := c.Status(ctx)
+		if err != nil {
+			return err.Error()
+		}
+		return st.Config.SHA256
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("not within 10s: %s; log:\n%s", what, stderr.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitFor("the first version runs", func() bool { return running() == v1 })
+
+	v2 := version("..v2", daemonConfig(sock, "debug", port))
+	swap("..v2")
+	waitFor("the swapped-in version runs", func() bool { return running() == v2 })
+
+	version("..v3", "services: [\n")
+	swap("..v3")
+	waitFor("the broken version is refused", func() bool {
+		return strings.Contains(stderr.String(), "reload rejected")
+	})
+	// Twenty more checks of the unchanged file: it is not tried again.
+	time.Sleep(20 * 50 * time.Millisecond)
+	if n := strings.Count(stderr.String(), "reload rejected"); n != 1 {
+		t.Errorf("the broken version was tried %d times, want once", n)
+	}
+	if got := running(); got != v2 {
+		t.Errorf("after the broken version the running config is %s, want %s", got, v2)
 	}
 }

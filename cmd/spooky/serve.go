@@ -15,6 +15,7 @@ func serveCommand(e env) *cli.Command {
 		Usage: "run the HTTP/3 request tier for the config's l7 services, without XDP (SIGHUP reloads, SIGTERM drains)",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Value: config.DefaultPath, Usage: "configuration `FILE`"},
+			watchFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
@@ -26,7 +27,7 @@ func serveCommand(e env) *cli.Command {
 				return fmt.Errorf("serve: %w", err)
 			}
 			log, level := newLogger(e.stderr, cfg.Log)
-			d, err := newDaemon(c.Context, daemonOptions{path: path, logLevel: level}, cfg, log)
+			d, err := newDaemon(c.Context, daemonOptions{path: path, logLevel: level, watch: c.Duration("watch")}, cfg, log)
 			if err != nil {
 				return fmt.Errorf("serve: %w", err)
 			}
