@@ -52,11 +52,11 @@ func statSig(path string) (fileSig, bool) {
 	return s, true
 }
 
-// newFileWatch watches path, whose contents now hash to sum (the running
-// config's Config.SHA256).
+// newFileWatch watches path, whose loaded contents hash to sum (the
+// running config's Config.SHA256). The first check reads the file whatever
+// its stat says: it may have changed between the load and the watch.
 func newFileWatch(path, sum string) *fileWatch {
-	sig, _ := statSig(path)
-	return &fileWatch{path: path, sig: sig, sum: sum}
+	return &fileWatch{path: path, sum: sum}
 }
 
 // changed reports whether the file's contents differ from the last seen.
