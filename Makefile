@@ -8,7 +8,7 @@ PKGS      := ./...
 # the machine's two cores during timing-sensitive QUIC handshakes.
 TESTFLAGS ?= -count=1 -p 1 -timeout 20m
 
-.PHONY: all build generate test test-unit bench lint demo clean help
+.PHONY: all build generate test test-unit bench lint demo image clean help
 
 all: build
 
@@ -39,6 +39,16 @@ lint: ## gofmt, go vet, staticcheck
 
 demo: build ## netns lab with a client, spooky and backends (run as root)
 	./scripts/demo.sh
+
+# The image's tool: the first of podman, buildah and docker that is installed.
+IMAGE     ?= spooky:latest
+IMAGE_TOOL ?= $(firstword $(foreach t,podman buildah docker,$(if $(shell command -v $(t) 2>/dev/null),$(t))))
+
+image: ## OCI image spooky:latest (IMAGE=name:tag) of a static spooky, FROM scratch; podman, buildah or docker
+	@if [ -z "$(IMAGE_TOOL)" ]; then echo "make image: needs podman, buildah or docker; none is installed" >&2; exit 1; fi
+	rm -rf $(BIN)/image && mkdir -p $(BIN)/image
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/image/spooky ./cmd/spooky
+	$(if $(filter buildah,$(IMAGE_TOOL)),buildah bud,$(IMAGE_TOOL) build) -t $(IMAGE) -f deploy/container/Containerfile $(BIN)/image
 
 clean: ## remove build output and leftover lab namespaces
 	rm -rf $(BIN)
