@@ -97,10 +97,12 @@ func TestImage(t *testing.T) {
 	})
 
 	t.Run("spooky validate passes the example config inside the image", func(t *testing.T) {
-		// A run that fails before spooky starts is this machine's runtime
-		// (cgroups, rlimits), not the image; its error says which.
-		probe, err := exec.Command(tool, "run", "--rm", "--network=none", image, "--version").CombinedOutput()
-		if err != nil && bytes.Contains(probe, []byte("OCI")) {
+		// A run the runtime cannot set up (this sandbox lacks
+		// CAP_SYS_RESOURCE and mounts cgroups v1 and v2 together) is the
+		// machine's limit, not the image's; only those errors skip. A
+		// missing or dynamic binary fails the subtest above.
+		probe, err := exec.Command(tool, "run", "--rm", "--network=none", image, "help").CombinedOutput()
+		if err != nil && (bytes.Contains(probe, []byte("setrlimit")) || bytes.Contains(probe, []byte("cgroup"))) {
 			t.Skipf("%s builds images here but cannot run containers: %s", tool, bytes.TrimSpace(probe))
 		}
 		examples := filepath.Join(root, "examples")
