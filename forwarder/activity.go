@@ -6,8 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/spooky-lb/spooky/bpf"
 )
 
@@ -33,14 +31,13 @@ func (x *XDP) BackendActivity(service, backend string, window time.Duration) (Ac
 	if !ok {
 		return Activity{}, false, nil
 	}
-	// XDP stamps flows with CLOCK_MONOTONIC_COARSE (see ExpireFlows).
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC_COARSE, &ts); err != nil {
-		return Activity{}, true, fmt.Errorf("read monotonic clock: %w", err)
+	now, err := flowClock()
+	if err != nil {
+		return Activity{}, true, err
 	}
-	since := uint64(max(ts.Nano()-window.Nanoseconds(), 1))
+	since := uint64(max(int64(now)-window.Nanoseconds(), 1))
 	var a Activity
-	err := bpf.ForEachCachedFlow(x.objs.FlowCache, func(_ int, _ uint32, e bpf.FlowCacheEntry) {
+	err = bpf.ForEachCachedFlow(x.objs.FlowCache, func(_ int, _ uint32, e bpf.FlowCacheEntry) {
 		if e.State.Backend == index && e.State.LastSeenNs >= since {
 			a.Flows++
 		}

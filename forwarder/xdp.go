@@ -309,13 +309,10 @@ func (x *XDP) ExpireFlows() (int, error) {
 	if timeouts == nil {
 		return 0, nil // nothing applied yet: no VIP is known
 	}
-	// XDP stamps flows with bpf_ktime_get_coarse_ns: CLOCK_MONOTONIC,
-	// coarse.
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC_COARSE, &ts); err != nil {
-		return 0, fmt.Errorf("read monotonic clock: %w", err)
+	now, err := flowClock()
+	if err != nil {
+		return 0, err
 	}
-	now := uint64(ts.Nano())
 	n, err := bpf.DeleteFlows(x.objs, func(k bpf.FlowKey, s bpf.FlowState) bool {
 		timeout, ok := timeouts[k.VipId]
 		if !ok {
@@ -327,6 +324,16 @@ func (x *XDP) ExpireFlows() (int, error) {
 		return n, fmt.Errorf("expire flows: %w", err)
 	}
 	return n, nil
+}
+
+// flowClock reads the clock XDP stamps flows with: bpf_ktime_get_coarse_ns
+// is CLOCK_MONOTONIC, coarse.
+func flowClock() (uint64, error) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC_COARSE, &ts); err != nil {
+		return 0, fmt.Errorf("read monotonic clock: %w", err)
+	}
+	return uint64(ts.Nano()), nil
 }
 
 // Resolver returns the next-hop resolver of the interface.

@@ -55,6 +55,7 @@ func (d *daemon) Status(context.Context) (*admin.Status, error) {
 		}
 		st.Services = append(st.Services, svc)
 	}
+	served := d.l7.upstreams()
 	for _, p := range cfg.Pools {
 		pool := admin.Pool{Name: p.Name, Policy: p.Policy, Upstreams: []admin.Upstream{}}
 		for _, u := range p.Upstreams {
@@ -63,7 +64,10 @@ func (d *daemon) Status(context.Context) (*admin.Status, error) {
 				Health:  admin.HealthOf(d.health.Get(health.Upstream(u.Address))),
 				Breaker: admin.BreakerClosed,
 			}
-			d.l7.fillUpstream(&up)
+			if s, ok := served[u.Address]; ok {
+				up.Breaker = breakerName(s.Breaker)
+				up.InFlight, up.Requests = s.InFlight, s.Requests
+			}
 			pool.Upstreams = append(pool.Upstreams, up)
 		}
 		st.Pools = append(st.Pools, pool)

@@ -22,30 +22,20 @@ const drainQuiet = 5 * time.Second
 // resolveTarget finds the backend ("service/backend") or upstream (its
 // address, as in the config) that name refers to in cfg.
 func resolveTarget(cfg *config.Config, name string) (health.Target, error) {
-	var known []string
-	for _, p := range cfg.Pools {
-		for _, u := range p.Upstreams {
-			if u.Address == name {
-				return health.Upstream(name), nil
-			}
+	t := admin.ParseTarget(name)
+	known := configTargets(cfg)
+	if known[t] {
+		return t, nil
+	}
+	var same []string // the backends of the service named, as a hint
+	for k := range known {
+		if t.Kind == health.KindBackend && k.Kind == health.KindBackend && k.Group == t.Group {
+			same = append(same, k.String())
 		}
 	}
-	if t, ok := health.ParseBackend(name); ok {
-		for _, s := range cfg.Services {
-			if s.Name != t.Group {
-				continue
-			}
-			for _, b := range s.Backends {
-				if b.Name == t.Name {
-					return t, nil
-				}
-				known = append(known, s.Name+"/"+b.Name)
-			}
-		}
-	}
-	if len(known) > 0 {
-		sort.Strings(known)
-		return health.Target{}, fmt.Errorf("%q: %w (that service has %s)", name, admin.ErrUnknownTarget, strings.Join(known, ", "))
+	if len(same) > 0 {
+		sort.Strings(same)
+		return health.Target{}, fmt.Errorf("%q: %w (that service has %s)", name, admin.ErrUnknownTarget, strings.Join(same, ", "))
 	}
 	return health.Target{}, fmt.Errorf("%q: %w (give service/backend or an upstream address from the config)", name, admin.ErrUnknownTarget)
 }

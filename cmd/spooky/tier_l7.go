@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/spooky-lb/spooky/admin"
 	"github.com/spooky-lb/spooky/config"
 	"github.com/spooky-lb/spooky/health"
 	"github.com/spooky-lb/spooky/l7"
@@ -62,20 +61,18 @@ func (t *l7Tier) stop(ctx context.Context) error {
 	return t.srv.Shutdown(ctx)
 }
 
-// fillUpstream adds the request tier's view of up: breaker and requests in
-// flight. Called with the daemon's lock held (apply replaces the server).
-func (t *l7Tier) fillUpstream(up *admin.Upstream) {
+// upstreams returns the request tier's view of every upstream by name
+// (breaker, requests in flight); empty before the tier starts. Called with
+// the daemon's lock held (apply replaces the server).
+func (t *l7Tier) upstreams() map[string]l7.UpstreamStatus {
+	out := map[string]l7.UpstreamStatus{}
 	if t.srv == nil {
-		return
+		return out
 	}
 	for _, u := range t.srv.UpstreamStatus() {
-		if u.Name == up.Name {
-			up.Breaker = breakerName(u.Breaker)
-			up.InFlight = u.InFlight
-			up.Requests = u.Requests
-			return
-		}
+		out[u.Name] = u
 	}
+	return out
 }
 
 // inFlight returns the requests in flight to the upstream named name.
