@@ -27,6 +27,7 @@
 #include "include/spooky.h"
 #include "include/parse.h"
 #include "include/hash.h"
+#include "include/lb_maps.h"
 
 char __license[] SEC("license") = "Dual BSD/GPL";
 
@@ -38,15 +39,6 @@ struct {
 	__type(key, struct vip_key);
 	__type(value, struct vip_info);
 } vips SEC(".maps");
-
-/* backends: backend index -> address, MACs, health flags. Shared by all
- * VIPs; Go allocates indexes. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, MAX_BACKENDS);
-	__type(key, __u32);
-	__type(value, struct backend_info);
-} backends SEC(".maps");
 
 /* A Maglev table: entry -> backend index. BPF_F_INNER_MAP lets each table
  * have its own (prime) size M, so memory follows the configured VIPs:
@@ -163,14 +155,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct coarse_clock);
 } clock SEC(".maps");
-
-/* config: [0] -> this load balancer's MAC and encapsulation sources. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct lb_config);
-} config SEC(".maps");
 
 /* vip_stats: VIP id -> forwarded packets, bytes and routing path. */
 struct {

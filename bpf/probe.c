@@ -39,24 +39,12 @@
 #include "include/spooky.h"
 #include "include/parse.h"
 #include "include/probe.h"
+#include "include/lb_maps.h"
 
 char __license[] SEC("license") = "Dual BSD/GPL";
 
-/* backends and config are lb.c's maps, declared alike; Go loads this
+/* backends and config (include/lb_maps.h) are lb.c's maps; Go loads this
  * program with the XDP program's maps in their place. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, MAX_BACKENDS);
-	__type(key, __u32);
-	__type(value, struct backend_info);
-} backends SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct lb_config);
-} config SEC(".maps");
 
 /* probe_stats: enum probe_reason -> marked packets. */
 struct {
