@@ -75,16 +75,24 @@ func holdingUpstream(tb testing.TB) (UpstreamConfig, <-chan struct{}, chan struc
 	tb.Helper()
 	arrived := make(chan struct{}, 4)
 	release := make(chan struct{})
+	ended := make(chan struct{})
 	echo := echoHandler("u")
 	up := mustUpstream(tb, ProtoH1, "u", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/hold" {
 			arrived <- struct{}{}
-			<-release
+			select {
+			case <-release:
+			case <-ended:
+			}
 			io.WriteString(w, "finished")
 			return
 		}
 		echo.ServeHTTP(w, r)
 	}))
+	// Runs before the upstream's own cleanup (cleanups run last first),
+	// whose Close waits for held requests: a test that fails before it
+	// releases them must not hang.
+	tb.Cleanup(func() { close(ended) })
 	return up, arrived, release
 }
 
@@ -457,6 +465,8 @@ func TestShutdownWaitsForListenersAReloadReplaced(t *testing.T) {
 	cert := mustCert(t, "app.example.com")
 	up, arrived, release := holdingUpstream(t)
 	cfg := oneService(t, cert, PoolConfig{Upstreams: []UpstreamConfig{up}})
+	// The reload turns TCP on at the UDP port: start on one free for both.
+	cfg.Services[0].Address = freeAddr(t)
 	s := mustServer(t, cfg)
 	c, _ := h3Client(t, cert, mustAddr(t, s))
 	inflight := getAsync(c, "https://app.example.com/hold")
@@ -488,8 +498,7 @@ func TestShutdownWaitsForListenersAReloadReplaced(t *testing.T) {
 
 func TestReloadGraceCutsOffRequestsThatOutlastIt(t *testing.T) {
 	cert := mustCert(t, "app.example.com")
-	up, arrived, release := holdingUpstream(t)
-	t.Cleanup(func() { close(release) }) // runs before the upstream closes
+	up, arrived, _ := holdingUpstream(t) // never released: the grace cuts it off
 	cfg := oneService(t, cert, PoolConfig{Upstreams: []UpstreamConfig{up}})
 	cfg.Services[0].Address = freeAddr(t)
 	cfg.ReloadGrace = 200 * time.Millisecond
