@@ -13,7 +13,7 @@ TESTFLAGS ?= -count=1 -p 1 -timeout 20m
 all: build
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
 build: ## build spooky, spooky-backend and spooky-client into bin/
 	$(GO) build -o $(BIN)/ ./cmd/...
