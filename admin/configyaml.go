@@ -18,7 +18,8 @@ const Redacted = "redacted"
 // EncodeConfig writes cfg as YAML in the configuration file's own schema:
 // what GET /v1/config returns. Fields left at zero are left out, as a
 // person would write the file, so the output read back by config.Parse is
-// cfg again, with one exception: QUIC-LB keys are replaced by "redacted"
+// cfg again, with one exception: QUIC-LB keys and BGP passwords are
+// replaced by "redacted"
 // (and so fail to parse), because a loopback listener lets every local
 // user read the answer.
 func EncodeConfig(cfg *config.Config) ([]byte, error) {
@@ -35,6 +36,7 @@ var (
 	hexType       = reflect.TypeFor[config.Hex]()
 	retryType     = reflect.TypeFor[config.RetryConfig]()
 	cidConfigType = reflect.TypeFor[config.CIDConfig]()
+	bgpPeerType   = reflect.TypeFor[config.BGPPeerConfig]()
 )
 
 // yamlValue converts v to values the YAML encoder writes in the file's
@@ -64,7 +66,7 @@ func yamlValue(v reflect.Value) any {
 				continue
 			}
 			var val any = yamlValue(fv)
-			if t == cidConfigType && f.Name == "Key" {
+			if (t == cidConfigType && f.Name == "Key") || (t == bgpPeerType && f.Name == "Password") {
 				val = Redacted
 			}
 			m = append(m, yaml.MapItem{Key: yamlKey(f), Value: val})

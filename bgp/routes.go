@@ -56,20 +56,6 @@ func FormatCommunity(c uint32) string {
 	return fmt.Sprintf("%d:%d", c>>16, c&0xffff)
 }
 
-// ParseCommunity reads ASN:value, each 0..65535 (RFC 1997).
-func ParseCommunity(s string) (uint32, error) {
-	as, val, ok := strings.Cut(s, ":")
-	if !ok {
-		return 0, fmt.Errorf("community %q is not ASN:value", s)
-	}
-	a, err1 := strconv.ParseUint(as, 10, 16)
-	v, err2 := strconv.ParseUint(val, 10, 16)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("community %q: ASN and value must each be 0..65535", s)
-	}
-	return uint32(a)<<16 | uint32(v), nil
-}
-
 func (r Route) equal(o Route) bool {
 	return r.Prefix == o.Prefix && r.NextHop == o.NextHop && r.HasMED == o.HasMED &&
 		(!r.HasMED || r.MED == o.MED) && slices.Equal(r.Communities, o.Communities)

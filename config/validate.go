@@ -235,6 +235,7 @@ func (v *validator) config(c *Config) {
 		}
 	}
 	v.capacity(c)
+	v.bgp(c)
 	for i, pl := range c.Pools {
 		if pl.Name != "" && !used[pl.Name] {
 			v.errorf(fmt.Sprintf("pools[%d].name", i), "name: pool %q is not used by any route", echo(pl.Name))
