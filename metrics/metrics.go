@@ -1,7 +1,8 @@
 // Package metrics exports spooky's Prometheus metrics: the XDP counters
 // (per-CPU maps summed at scrape time), the request tier's requests,
 // latencies, connections and breakers, the health registry's state and
-// checks, config reloads and build information (DESIGN.md, "Operations").
+// checks, the BGP sessions and announced routes, config reloads and build
+// information (DESIGN.md, "Operations").
 // It is the only package that imports Prometheus: the tiers call plain
 // methods on *Metrics with strings and numbers.
 //
@@ -38,6 +39,10 @@ type Options struct {
 	// Health is the daemon's health registry, read once per scrape. If nil,
 	// no spooky_target_health* metrics are exported.
 	Health *health.Registry
+	// BGP reads the BGP speaker's sessions and announced routes, once per
+	// scrape; nil from it means no speaker runs. If BGP is nil, no
+	// spooky_bgp_* metrics are exported.
+	BGP func() *BGPState
 	// Logger receives errors met while scraping. If nil, they are not
 	// logged (spooky_xdp_up still shows a failing read).
 	Logger *slog.Logger
@@ -88,6 +93,9 @@ func New(opts Options) *Metrics {
 	}
 	if opts.Health != nil {
 		m.reg.MustRegister(newHealthCollector(opts.Health))
+	}
+	if opts.BGP != nil {
+		m.reg.MustRegister(&bgpCollector{read: opts.BGP})
 	}
 	return m
 }

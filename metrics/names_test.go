@@ -14,6 +14,8 @@ import (
 // added without a line here fails TestExportedNames, so the dashboard
 // check below knows every name.
 var exportedNames = []string{
+	"spooky_bgp_peer_up",
+	"spooky_bgp_route_announced",
 	"spooky_build_info",
 	"spooky_config_info",
 	"spooky_config_last_reload_success_timestamp_seconds",
