@@ -60,6 +60,7 @@ type daemon struct {
 	xdp     *xdpTier // nil without an interface
 	l7      *l7Tier
 	ops     *opsTier
+	bgp     *bgpTier
 	metrics *metrics.Metrics
 	checker *health.Checker
 	tiers   []tier
@@ -69,6 +70,9 @@ type daemon struct {
 	// replan delivers backend health changes, applied at once: the bound
 	// on taking a dead backend out is fall × interval, not more.
 	replan chan struct{}
+	// announce delivers upstream health changes to the BGP tier (backend
+	// changes reach it through replan, after the XDP tables).
+	announce chan struct{}
 
 	// mu serialises applying configs (SIGHUP, admin reload, refresh) and
 	// guards cfg and lastReload.
@@ -95,6 +99,7 @@ func newDaemon(ctx context.Context, opts daemonOptions, cfg *config.Config, log 
 		health:    health.NewRegistry(log),
 		refresh:   make(chan struct{}, 1),
 		replan:    make(chan struct{}, 1),
+		announce:  make(chan struct{}, 1),
 		cfg:       cfg,
 		drainSeen: map[health.Target]packetMark{},
 	}
@@ -116,7 +121,12 @@ func newDaemon(ctx context.Context, opts daemonOptions, cfg *config.Config, log 
 		}
 		d.tiers = append(d.tiers, d.xdp)
 	}
-	mo := metrics.Options{Health: d.health, Logger: log}
+	d.bgp = &bgpTier{log: log, health: d.health, l4: d.xdp != nil}
+	mo := metrics.Options{Health: d.health, Logger: log, BGP: func() *metrics.BGPState {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.bgp.metricsState(ctx)
+	}}
 	if d.xdp != nil {
 		mo.XDPStats = func() (*forwarder.Stats, error) { return forwarder.ReadStats(opts.pinRoot, opts.iface) }
 	}
@@ -125,15 +135,19 @@ func newDaemon(ctx context.Context, opts daemonOptions, cfg *config.Config, log 
 	d.tiers = append(d.tiers, d.l7)
 	d.ops = &opsTier{m: d.metrics, log: log, admin: d}
 	d.tiers = append(d.tiers, d.ops)
+	// Last, so a VIP is announced only once the tiers serve it.
+	d.tiers = append(d.tiers, d.bgp)
 	d.checker = health.NewChecker(d.health, health.CheckerOptions{Logger: log, Observer: d.metrics})
 	// A backend's change re-plans the XDP tables; upstreams are read by
 	// the request tier on every request and need nothing.
 	d.health.Subscribe(func(c health.Change) {
+		ch := d.announce
 		if c.Target.Kind == health.KindBackend {
-			select {
-			case d.replan <- struct{}{}:
-			default:
-			}
+			ch = d.replan
+		}
+		select {
+		case ch <- struct{}{}:
+		default:
 		}
 	})
 	return d, nil
@@ -220,6 +234,9 @@ func (d *daemon) run(ctx context.Context) error {
 			d.replanXDP(ctx)
 		case <-d.replan:
 			d.replanXDP(ctx)
+			d.reannounce()
+		case <-d.announce:
+			d.reannounce()
 		}
 	}
 }
@@ -234,6 +251,16 @@ func (d *daemon) replanXDP(ctx context.Context) {
 	}
 	if err := d.xdp.apply(ctx, d.cfg); err != nil {
 		d.log.Error("refresh", "err", err)
+	}
+}
+
+// reannounce brings the BGP routes in line with backend and upstream
+// health.
+func (d *daemon) reannounce() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.bgp.reconcile(); err != nil {
+		d.log.Error("bgp", "err", err)
 	}
 }
 
@@ -257,8 +284,18 @@ func (d *daemon) startChecks(cfg *config.Config) {
 	d.checker.Set(health.ProbesFromConfig(cfg, steer))
 }
 
+// stop ends every tier. With BGP, the routes are withdrawn first and the
+// other tiers keep forwarding for the configured grace, while routers
+// move new flows to the other hosts.
 func (d *daemon) stop() error {
 	d.checker.Close()
+	d.mu.Lock()
+	grace := d.bgp.withdrawForShutdown()
+	d.mu.Unlock()
+	if grace > 0 {
+		d.log.Info("bgp routes withdrawn; forwarding on while routers converge", "grace", grace)
+		time.Sleep(grace)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	var errs []error

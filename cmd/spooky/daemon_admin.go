@@ -16,7 +16,7 @@ var _ admin.Daemon = (*daemon)(nil)
 
 // Status reports the config in force and every target's health and
 // counters.
-func (d *daemon) Status(context.Context) (*admin.Status, error) {
+func (d *daemon) Status(ctx context.Context) (*admin.Status, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	cfg := d.cfg
@@ -72,6 +72,7 @@ func (d *daemon) Status(context.Context) (*admin.Status, error) {
 		}
 		st.Pools = append(st.Pools, pool)
 	}
+	st.BGP = d.bgp.status(ctx)
 	return st, nil
 }
 
