@@ -403,7 +403,13 @@ func clientAddr(vip netip.AddrPort) netip.Addr {
 // makes one request, recording which backend answered.
 func mustDialH3(tb testing.TB, h *netns.Host, vip netip.AddrPort) *h3Conn {
 	tb.Helper()
-	tr := &quic.Transport{Conn: mustUDPSocket(tb, h, clientAddr(vip))}
+	return mustDialH3From(tb, h, clientAddr(vip), vip)
+}
+
+// mustDialH3From is mustDialH3 from the address local of host h.
+func mustDialH3From(tb testing.TB, h *netns.Host, local netip.Addr, vip netip.AddrPort) *h3Conn {
+	tb.Helper()
+	tr := &quic.Transport{Conn: mustUDPSocket(tb, h, local)}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	tlsConf := &tls.Config{InsecureSkipVerify: true, NextProtos: []string{http3.NextProtoH3}} // self-signed backends
