@@ -64,6 +64,7 @@ const bgpWithdrawGrace = 2 * time.Second
 // bgpLab is the running lab.
 type bgpLab struct {
 	*netns.Lab
+	tb             testing.TB // the test that owns the lab and its processes
 	router, client *netns.Host
 	lbs            [2]*netns.Host
 	spooky         [2]*spookyProc
@@ -87,6 +88,7 @@ func mustBGPLab(t *testing.T) *bgpLab {
 	lab := netns.New(t, netns.Config{Backends: 2, LB: lbOpts})
 	x := &bgpLab{
 		Lab:  lab,
+		tb:   t,
 		dir:  t.TempDir(),
 		vip4: netip.AddrPortFrom(netns.VIPv4, vipPort),
 		vip6: netip.AddrPortFrom(netns.VIPv6, vipPort),
@@ -134,9 +136,33 @@ func mustBGPLab(t *testing.T) *bgpLab {
 	x.mustStartBIRD(t)
 	for i := range x.lbs {
 		x.writeConfig(t, i, bgpConfigOptions{})
-		x.spooky[i] = mustStartSpooky(t, x.lbs[i], x.cfgPath(i))
+		x.startSpooky(t, i)
 	}
 	return x
+}
+
+// startSpooky runs `spooky attach eth0` on host i, as mustStartSpooky
+// does, and waits until it forwards. The process belongs to the lab: it
+// gets SIGTERM (and must exit 0) when the lab's test ends, not when the
+// subtest t that started it does.
+func (x *bgpLab) startSpooky(t *testing.T, i int) {
+	t.Helper()
+	h := x.lbs[i]
+	p := &spookyProc{log: &syncBuffer{}, exited: make(chan struct{})}
+	p.cmd = h.Command(mustBuild(t, "spooky"), "attach", "-c", x.cfgPath(i), "--xdp-mode", "native", h.Iface)
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start spooky attach on %s: %v", lbName(i), err)
+	}
+	go func() { p.waitErr = p.cmd.Wait(); close(p.exited) }()
+	tb := x.tb
+	tb.Cleanup(func() {
+		if err := p.stop(); err != nil {
+			tb.Error(err)
+		}
+	})
+	x.spooky[i] = p
+	p.mustWaitLog(t, "msg=forwarding", 1)
 }
 
 func mustRoute(tb testing.TB, h *netns.Host, dst netip.Prefix, gw netip.Addr) {
@@ -237,6 +263,23 @@ func (x *bgpLab) mustWaitBIRD(tb testing.TB, vip netip.Addr, hosts ...string) ti
 	tb.Helper()
 	return pollUntil(tb, fmt.Sprintf("BIRD's routes to %s come from %v", vip, hosts), 30*time.Second, func() bool {
 		return slices.Equal(x.birdRoutes(tb, vip), hosts)
+	})
+}
+
+// mustWaitAnnounced waits until BIRD holds routes to vip from exactly
+// hosts and the router's kernel route to it goes via exactly those hosts.
+// It returns how long that took.
+func (x *bgpLab) mustWaitAnnounced(tb testing.TB, vip netip.Addr, hosts ...string) time.Duration {
+	tb.Helper()
+	var idx []int
+	for i := range x.lbs {
+		if slices.Contains(hosts, lbName(i)) {
+			idx = append(idx, i)
+		}
+	}
+	want := x.lbAddrs(vip, idx...)
+	return pollUntil(tb, fmt.Sprintf("BIRD's routes to %s come from %v and the kernel's go via %v", vip, hosts, want), 30*time.Second, func() bool {
+		return slices.Equal(x.birdRoutes(tb, vip), hosts) && slices.Equal(x.kernelNextHops(tb, vip), want)
 	})
 }
 
