@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -14,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
 
 	"github.com/spooky-lb/spooky/admin"
 	"github.com/spooky-lb/spooky/test/netns"
@@ -283,28 +286,42 @@ func (x *bgpLab) mustWaitAnnounced(tb testing.TB, vip netip.Addr, hosts ...strin
 	})
 }
 
-// viaPattern matches a next hop in `ip route` output.
-var viaPattern = regexp.MustCompile(`via (?:inet6 )?(\S+)`)
-
-// kernelNextHops returns the next hops of the router's kernel route to vip.
+// kernelNextHops returns the next hops of the router's kernel route to
+// vip: one per path of a multipath route.
 func (x *bgpLab) kernelNextHops(tb testing.TB, vip netip.Addr) []netip.Addr {
 	tb.Helper()
-	fam := "-4"
+	fam := netlink.FAMILY_V4
 	if vip.Is6() {
-		fam = "-6"
+		fam = netlink.FAMILY_V6
 	}
-	out, err := x.router.Command("ip", fam, "route", "show", netip.PrefixFrom(vip, vip.BitLen()).String()).CombinedOutput()
-	if err != nil {
-		tb.Fatalf("ip route show in the router: %v\n%s", err, out)
-	}
+	dst := &net.IPNet{IP: vip.AsSlice(), Mask: net.CIDRMask(vip.BitLen(), vip.BitLen())}
 	var hops []netip.Addr
-	for _, m := range viaPattern.FindAllStringSubmatch(string(out), -1) {
-		if a, err := netip.ParseAddr(m[1]); err == nil {
-			hops = append(hops, a)
+	err := x.router.Do(func() error {
+		routes, err := netlink.RouteListFiltered(fam, &netlink.Route{Dst: dst}, netlink.RT_FILTER_DST)
+		if err != nil {
+			return err
 		}
+		for _, r := range routes {
+			if r.Gw != nil {
+				hops = append(hops, mustAddr(r.Gw))
+			}
+			for _, nh := range r.MultiPath {
+				hops = append(hops, mustAddr(nh.Gw))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		tb.Fatalf("list the router's routes to %s: %v", vip, err)
 	}
 	slices.SortFunc(hops, netip.Addr.Compare)
 	return hops
+}
+
+// mustAddr converts a next hop from netlink.
+func mustAddr(ip net.IP) netip.Addr {
+	a, _ := netip.AddrFromSlice(ip)
+	return a.Unmap()
 }
 
 // lbAddrs returns the addresses of the given hosts in vip's family.
