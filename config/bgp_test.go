@@ -142,3 +142,13 @@ func join(ss []string) string {
 	}
 	return out
 }
+
+func TestBGPExampleFileIsValid(t *testing.T) {
+	c, err := Load("../examples/bgp.yaml")
+	if err != nil {
+		t.Fatalf("examples/bgp.yaml does not validate:\n%v", err)
+	}
+	if c.BGP == nil || len(c.BGP.Peers) != 2 || len(c.BGP.VIPs) != 1 {
+		t.Errorf("examples/bgp.yaml has bgp %+v, want two peers and one vip", c.BGP)
+	}
+}
