@@ -350,6 +350,9 @@ type bgpConfigOptions struct {
 	// holdTime, if set, replaces the peers' hold time (a bad one makes a
 	// config a reload must refuse).
 	holdTime string
+	// failingCheck gives web4 an active check that every backend fails:
+	// a TCP connect to a port nothing listens on.
+	failingCheck bool
 }
 
 // writeConfig writes host i's config: the two VIPs of the XDP lab (hash
@@ -378,6 +381,9 @@ func (x *bgpLab) writeConfig(tb testing.TB, i int, o bgpConfigOptions) {
 	}
 	for _, s := range svcs {
 		fmt.Fprintf(&b, "  - name: %s\n    address: %q\n    port: %d\n    forwarding: l2dsr\n    hash: 4-tuple\n    strict: true\n", s.name, s.vip, vipPort)
+		if o.failingCheck && s.name == "web4" {
+			b.WriteString("    health_check: {type: tcp, address: backend, port: 9, interval: 200ms, timeout: 100ms, fall: 2}\n")
+		}
 		fmt.Fprintf(&b, "    cid:\n      - {config_id: %d, server_id_len: %d, nonce_len: %d}\n    backends:\n",
 			xdpCID.ID, xdpCID.ServerIDLen, xdpCID.NonceLen)
 		for j, h := range x.Backends {

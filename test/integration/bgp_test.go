@@ -173,6 +173,33 @@ func TestBGPSpreadsVIPsOverTwoSpookyHostsBehindARouter(t *testing.T) {
 		})
 	})
 
+	t.Run("a host whose health checks find every backend of a VIP down withdraws that VIP and the other host carries it", func(t *testing.T) {
+		x.writeConfig(t, 0, bgpConfigOptions{failingCheck: true})
+		x.mustSpooky(t, 0, "reload")
+		took := x.mustWaitAnnounced(t, x.vip4.Addr(), "lb2")
+		t.Logf("lb1 withdrew %s %s after the reload that made its checks fail (interval 200ms, fall 2)", x.vip4.Addr(), took.Round(time.Millisecond))
+		for _, b := range x.mustStatus(t, 0).Services[0].Backends {
+			if b.State != "unhealthy" {
+				t.Errorf("lb1 sees web4/%s %s, want unhealthy", b.Name, b.State)
+			}
+		}
+		if got := x.birdRoutes(t, x.vip6.Addr()); !slices.Equal(got, both) {
+			t.Errorf("BIRD's routes to %s come from %v, want both hosts still", x.vip6.Addr(), got)
+		}
+		before := x.counters(t, x.vip4)
+		r := mustRunClient(t, x.client, x.vip4, 30, 2)
+		after := x.counters(t, x.vip4)
+		if r.Failed != 0 {
+			t.Errorf("%d of %d requests failed: %v", r.Failed, r.Requests, r.Errors)
+		}
+		if after[0] != before[0] || after[1] == before[1] {
+			t.Errorf("packets to %s: lb1 %d → %d, lb2 %d → %d; want only lb2 to carry them", x.vip4, before[0], after[0], before[1], after[1])
+		}
+		x.writeConfig(t, 0, bgpConfigOptions{})
+		x.mustSpooky(t, 0, "reload")
+		x.mustWaitAnnounced(t, x.vip4.Addr(), both...)
+	})
+
 	t.Run("kill -9 of a spooky process closes its sessions at once and its pinned XDP path forwards meanwhile", func(t *testing.T) {
 		conns := x.mustHeldConns(t, 12, vips...)
 		loop := startPacedLoop(conns, 100*time.Millisecond, 10*time.Second)
