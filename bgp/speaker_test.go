@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"sort"
 	"testing"
 	"time"
 
@@ -150,15 +149,6 @@ func mustStart(tb testing.TB, c Config) *Speaker {
 	}
 	tb.Cleanup(func() { _ = s.Close() })
 	return s
-}
-
-func prefixes(rib map[netip.Prefix]learned) []string {
-	var out []string
-	for p := range rib {
-		out = append(out, p.String())
-	}
-	sort.Strings(out)
-	return out
 }
 
 func TestSpeakerAnnouncesAndWithdrawsHostRoutesOfBothFamilies(t *testing.T) {
