@@ -23,20 +23,20 @@ type Peer struct {
 	ASN uint32
 	// Port is the router's TCP port. If zero, 179 (RFC 4271 §8.2.1).
 	Port int
-	// HoldTime is the hold time the speaker proposes; the session uses
-	// the smaller of both sides' (RFC 4271 §4.2), and keepalives go every
+	// HoldTime is the hold time the speaker proposes, whole seconds and
+	// at least 3 s (RFC 4271 §4.2; the config's default is 90 s); the
+	// session uses the smaller of both sides', and keepalives go every
 	// third of it. A router that hears nothing for the hold time drops
 	// the session and the routes it learned over it: after a host dies
-	// without a word, this bounds how long traffic still goes to it. If
-	// zero, DefaultHoldTime.
+	// without a word, this bounds how long traffic still goes to it.
 	HoldTime time.Duration
 	// Password, if set, signs every TCP segment of the session with TCP
 	// MD5 (RFC 2385); the router must use the same.
 	Password string
 }
 
-// DefaultHoldTime is the hold time RFC 4271 §10 suggests.
-const DefaultHoldTime = 90 * time.Second
+// minHoldTime is the smallest non-zero hold time (RFC 4271 §4.2).
+const minHoldTime = 3 * time.Second
 
 // connectRetry is how often the speaker dials a peer it has no session
 // with. GoBGP's default (120 s) would leave a VIP unannounced for two
@@ -48,16 +48,9 @@ const connectRetry = 5 * time.Second
 // peers themselves.
 const idleHoldAfterReset = 5 * time.Second
 
-func (p Peer) holdTime() time.Duration {
-	if p.HoldTime == 0 {
-		return DefaultHoldTime
-	}
-	return p.HoldTime
-}
-
 // apiPeer is the GoBGP form of p.
 func (p Peer) apiPeer() *api.Peer {
-	hold := uint64(p.holdTime() / time.Second)
+	hold := uint64(p.HoldTime / time.Second)
 	return &api.Peer{
 		Conf: &api.PeerConf{
 			NeighborAddress: p.Address.String(),
@@ -92,6 +85,9 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 		if _, dup := want[p.Address]; dup {
 			return fmt.Errorf("bgp: peer %s listed twice", p.Address)
 		}
+		if p.HoldTime < minHoldTime || p.HoldTime%time.Second != 0 {
+			return fmt.Errorf("bgp: peer %s: hold time %v is not a whole number of seconds of at least %v", p.Address, p.HoldTime, minHoldTime)
+		}
 		want[p.Address] = p
 	}
 	var errs []error
@@ -115,7 +111,7 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 			continue
 		}
 		s.peers[addr] = p
-		s.log.Info("bgp peer added", "peer", addr, "peer_asn", p.ASN, "hold_time", p.holdTime())
+		s.log.Info("bgp peer added", "peer", addr, "peer_asn", p.ASN, "hold_time", p.HoldTime)
 	}
 	return errors.Join(errs...)
 }

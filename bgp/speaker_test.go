@@ -186,6 +186,14 @@ func TestSpeakerAnnouncesAndWithdrawsHostRoutesOfBothFamilies(t *testing.T) {
 		}
 	})
 
+	t.Run("a peer with a hold time BGP does not allow is refused", func(t *testing.T) {
+		for _, hold := range []time.Duration{0, 2 * time.Second, 3500 * time.Millisecond} {
+			if err := s.SetPeers(context.Background(), []Peer{{Address: lo4, ASN: routerASN, Port: r.port, HoldTime: hold}}); err == nil {
+				t.Errorf("SetPeers with hold time %v succeeded", hold)
+			}
+		}
+	})
+
 	t.Run("peers report established sessions with the negotiated hold time", func(t *testing.T) {
 		ps, err := s.Peers(context.Background())
 		if err != nil {
@@ -256,7 +264,7 @@ func TestSpeakerAnnouncesAndWithdrawsHostRoutesOfBothFamilies(t *testing.T) {
 func TestSpeakerSignsSessionsWithTCPMD5(t *testing.T) {
 	r := mustRouter(t, "s3cret", lo4)
 	s := mustStart(t, Config{ASN: speakerASN, RouterID: netip.MustParseAddr("192.0.2.1")})
-	if err := s.SetPeers(context.Background(), []Peer{{Address: lo4, ASN: routerASN, Port: r.port, Password: "s3cret"}}); err != nil {
+	if err := s.SetPeers(context.Background(), []Peer{{Address: lo4, ASN: routerASN, Port: r.port, HoldTime: 9 * time.Second, Password: "s3cret"}}); err != nil {
 		t.Fatal(err)
 	}
 	vip := HostRoute(netip.MustParseAddr("198.18.0.10"))
@@ -269,7 +277,7 @@ func TestSpeakerSignsSessionsWithTCPMD5(t *testing.T) {
 func TestSetPeersRemovesPeersNoLongerListed(t *testing.T) {
 	r := mustRouter(t, "", lo4)
 	s := mustStart(t, Config{ASN: speakerASN, RouterID: netip.MustParseAddr("192.0.2.1")})
-	peer := Peer{Address: lo4, ASN: routerASN, Port: r.port}
+	peer := Peer{Address: lo4, ASN: routerASN, Port: r.port, HoldTime: 9 * time.Second}
 	if err := s.SetPeers(context.Background(), []Peer{peer}); err != nil {
 		t.Fatal(err)
 	}
