@@ -76,12 +76,13 @@ func Start(ctx context.Context, c Config) (*Speaker, error) {
 	if c.ListenPort < 0 || c.ListenPort > 65535 {
 		return nil, fmt.Errorf("bgp: listen port %d out of range 0..65535", c.ListenPort)
 	}
-	// GoBGP logs every FSM step at info; only its warnings reach spooky's
-	// log, and the speaker logs peer state changes itself.
+	// GoBGP logs every FSM step at info and debug; only its warnings
+	// reach spooky's log, and the speaker logs peer state changes itself.
 	lv := &slog.LevelVar{}
 	lv.Set(slog.LevelWarn)
 	log := c.Logger.With("component", "bgp")
-	srv := server.NewBgpServer(server.LoggerOption(log.With("lib", "gobgp"), lv))
+	libLog := slog.New(minLevel{log.Handler(), slog.LevelWarn}).With("lib", "gobgp")
+	srv := server.NewBgpServer(server.LoggerOption(libLog, lv))
 	go srv.Serve()
 	port := int32(c.ListenPort)
 	if port == 0 {
@@ -168,4 +169,22 @@ func (s *Speaker) Close() error {
 		return fmt.Errorf("bgp: stop speaker: %w", err)
 	}
 	return nil
+}
+
+// minLevel passes the records of at least min to the handler it wraps.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= m.min && m.Handler.Enabled(ctx, l)
+}
+
+func (m minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{m.Handler.WithAttrs(as), m.min}
+}
+
+func (m minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{m.Handler.WithGroup(name), m.min}
 }

@@ -1,12 +1,15 @@
 package bgp
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -318,4 +321,48 @@ func TestCommunitiesFormatAsASNColonValue(t *testing.T) {
 			t.Errorf("FormatCommunity(%#x) = %q, want %q", c, got, want)
 		}
 	}
+}
+
+func TestGoBGPLogsOnlyWarningsIntoTheSpeakersLog(t *testing.T) {
+	var buf syncBuffer
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	r := mustRouter(t, "", lo4)
+	s, err := Start(context.Background(), Config{ASN: speakerASN, RouterID: netip.MustParseAddr("192.0.2.1"), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.SetPeers(context.Background(), []Peer{{Address: lo4, ASN: routerASN, Port: r.port, HoldTime: 9 * time.Second}}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(buf.String(), "state=established") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no established session logged in 20s:\n%s", buf.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		if strings.Contains(line, "lib=gobgp") && !strings.Contains(line, "level=WARN") && !strings.Contains(line, "level=ERROR") {
+			t.Errorf("GoBGP's own line below warning: %s", line)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
