@@ -418,6 +418,22 @@ func (x *bgpLab) counters(tb testing.TB, vip netip.AddrPort) [2]uint64 {
 	return [2]uint64{x.vipPackets(tb, 0, vip), x.vipPackets(tb, 1, vip)}
 }
 
+// mustCarryBoth checks that both hosts forward packets of the held
+// connections of loop: with a dozen connections per VIP hashed over two
+// next hops, all on one host happens with probability 2^-23.
+func (x *bgpLab) mustCarryBoth(t *testing.T, loop *pacedLoop) {
+	t.Helper()
+	sum := func() [2]uint64 {
+		a, b := x.counters(t, x.vip4), x.counters(t, x.vip6)
+		return [2]uint64{a[0] + b[0], a[1] + b[1]}
+	}
+	before := sum()
+	loop.mustWaitRequests(t, 5, 20*time.Second)
+	if after := sum(); after[0] == before[0] || after[1] == before[1] {
+		t.Fatalf("the held connections did not use both hosts (packets %v, then %v)", before, after)
+	}
+}
+
 // mustStatus returns host i's `spooky status --json`.
 func (x *bgpLab) mustStatus(tb testing.TB, i int) *admin.Status {
 	tb.Helper()
