@@ -138,8 +138,9 @@ func newDaemon(ctx context.Context, opts daemonOptions, cfg *config.Config, log 
 	// Last, so a VIP is announced only once the tiers serve it.
 	d.tiers = append(d.tiers, d.bgp)
 	d.checker = health.NewChecker(d.health, health.CheckerOptions{Logger: log, Observer: d.metrics})
-	// A backend's change re-plans the XDP tables; upstreams are read by
-	// the request tier on every request and need nothing.
+	// A backend's change re-plans the XDP tables, then the BGP routes; an
+	// upstream's reaches the BGP routes alone (the request tier reads
+	// upstream health on every request).
 	d.health.Subscribe(func(c health.Change) {
 		ch := d.announce
 		if c.Target.Kind == health.KindBackend {
