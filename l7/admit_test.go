@@ -78,7 +78,9 @@ func TestConnectIsRefused(t *testing.T) {
 		protocol string // extended CONNECT's :protocol (RFC 9220)
 	}{
 		{"a CONNECT over HTTP/3 is refused", h3, "https://app.example.com:443", ""},
-		{"an extended CONNECT over HTTP/3 is refused", h3, "https://app.example.com/chat", "websocket"},
+		// WebSockets are on by default (upgrade_test.go); no other
+		// extended CONNECT protocol is served.
+		{"an extended CONNECT for another protocol over HTTP/3 is refused", h3, "https://app.example.com/chat", "connect-udp"},
 		{"a CONNECT over HTTP/2 is refused", tcpClient(true), "https://app.example.com:443", ""},
 		{"a CONNECT over HTTP/1.1 is refused", tcpClient(false), "https://app.example.com:443", ""},
 	} {

@@ -199,6 +199,9 @@ type listeners struct {
 	// are refused.
 	draining atomic.Bool
 	released sync.Once // the generation's reference to the UDP socket
+	// tunnels are the WebSockets and CONNECT tunnels opened on the
+	// generation's connections (tunnel.go).
+	tunnels tunnelSet
 }
 
 // listen starts a generation of svc with sc's listener settings on so.
@@ -236,7 +239,7 @@ func (s *Server) listen(svc *service, sc ServiceConfig, so *sockets) (*listeners
 				obs.ConnOpened(svc.name, ProtoQUIC)
 				context.AfterFunc(c.Context(), func() { obs.ConnClosed(svc.name, ProtoQUIC) })
 			}
-			return context.WithValue(ctx, connKey{}, c)
+			return context.WithValue(context.WithValue(ctx, connKey{}, c), tunnelGenKey{}, &l.tunnels)
 		},
 	}
 	l.done.Go(func() {
@@ -264,6 +267,9 @@ func (s *Server) listen(svc *service, sc ServiceConfig, so *sockets) (*listeners
 			ReadHeaderTimeout: 10 * time.Second,
 			MaxHeaderBytes:    sc.MaxHeaderBytes,
 			ErrorLog:          slog.NewLogLogger(svc.log.Handler(), slog.LevelDebug),
+			ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
+				return context.WithValue(ctx, tunnelGenKey{}, &l.tunnels)
+			},
 		}
 		if obs != nil {
 			l.h1.ConnState = func(_ net.Conn, st http.ConnState) {
@@ -329,14 +335,19 @@ func (l *listeners) shutdown(ctx context.Context, refuse bool) error {
 	if l.h1 != nil {
 		wg.Go(func() { h1err = l.h1.Shutdown(ctx) })
 	}
+	// Tunnels finish within the drain like requests; past it they are
+	// closed (net/http's Shutdown does not track hijacked connections).
+	var tunnelErr error
+	wg.Go(func() { tunnelErr = l.tunnels.drain(ctx) })
 	wg.Wait()
 	l.close()
-	return errors.Join(h3err, h1err)
+	return errors.Join(h3err, h1err, tunnelErr)
 }
 
 // close aborts everything of the generation at once and gives up its
 // reference to the UDP socket, closing it if no other generation uses it.
 func (l *listeners) close() {
+	l.tunnels.closeAll()
 	_ = l.h3.Close()
 	if l.h1 != nil {
 		_ = l.h1.Close()

@@ -1,0 +1,398 @@
+package l7
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+	"golang.org/x/net/http2"
+)
+
+// wsConn is a WebSocket client connection, whatever carries it.
+type wsConn interface {
+	// send sends one binary message.
+	send(ctx context.Context, msg []byte) error
+	// recv returns the next message; a close frame from the peer is a
+	// *closeFrameError, the connection ending without one another error.
+	recv(ctx context.Context) ([]byte, error)
+	// close runs the closing handshake (RFC 6455 §7.1.2): it sends a close
+	// frame and waits for the peer's.
+	close(code int, reason string) error
+	// abort drops the connection.
+	abort()
+}
+
+// closeFrameError is a close frame received from the peer.
+type closeFrameError struct {
+	code   int
+	reason string
+}
+
+func (e *closeFrameError) Error() string { return fmt.Sprintf("close frame %d %q", e.code, e.reason) }
+
+// closeCode is the code of the close frame err reports, or -1.
+func closeCode(err error) int {
+	if e, ok := errors.AsType[*closeFrameError](err); ok {
+		return e.code
+	}
+	if c := websocket.CloseStatus(err); c != -1 {
+		return int(c)
+	}
+	return -1
+}
+
+// coderConn is github.com/coder/websocket's client over HTTP/1.1.
+type coderConn struct{ c *websocket.Conn }
+
+func (c coderConn) send(ctx context.Context, msg []byte) error {
+	return c.c.Write(ctx, websocket.MessageBinary, msg)
+}
+
+func (c coderConn) recv(ctx context.Context) ([]byte, error) {
+	_, b, err := c.c.Read(ctx)
+	return b, err
+}
+
+func (c coderConn) close(code int, reason string) error {
+	return c.c.Close(websocket.StatusCode(code), reason)
+}
+
+func (c coderConn) abort() { _ = c.c.CloseNow() }
+
+// frameConn speaks RFC 6455 frames itself over a stream: the tunnel of an
+// extended CONNECT (RFC 8441 over HTTP/2, RFC 9220 over HTTP/3), which no
+// WebSocket library in Go dials. A client masks its frames (§5.3).
+type frameConn struct {
+	br         *bufio.Reader
+	w          io.Writer
+	closeWrite func() error
+	abortFn    func()
+	mu         sync.Mutex
+	sentClose  bool
+}
+
+// WebSocket opcodes (RFC 6455 §5.2).
+const (
+	opBinary = 0x2
+	opClose  = 0x8
+	opPing   = 0x9
+	opPong   = 0xA
+)
+
+func (f *frameConn) writeFrame(op byte, payload []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b := []byte{0x80 | op}
+	switch n := len(payload); {
+	case n < 126:
+		b = append(b, 0x80|byte(n))
+	case n < 1<<16:
+		b = append(b, 0x80|126)
+		b = binary.BigEndian.AppendUint16(b, uint16(n))
+	default:
+		b = append(b, 0x80|127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	var mask [4]byte
+	_, _ = rand.Read(mask[:])
+	b = append(b, mask[:]...)
+	for i, c := range payload {
+		b = append(b, c^mask[i%4])
+	}
+	_, err := f.w.Write(b)
+	return err
+}
+
+func (f *frameConn) readFrame() (op byte, payload []byte, err error) {
+	var h [2]byte
+	if _, err := io.ReadFull(f.br, h[:]); err != nil {
+		return 0, nil, err
+	}
+	if h[1]&0x80 != 0 {
+		return 0, nil, errors.New("server frame is masked (RFC 6455 §5.1 forbids it)")
+	}
+	n := uint64(h[1] & 0x7f)
+	switch n {
+	case 126:
+		var x [2]byte
+		if _, err := io.ReadFull(f.br, x[:]); err != nil {
+			return 0, nil, err
+		}
+		n = uint64(binary.BigEndian.Uint16(x[:]))
+	case 127:
+		var x [8]byte
+		if _, err := io.ReadFull(f.br, x[:]); err != nil {
+			return 0, nil, err
+		}
+		n = binary.BigEndian.Uint64(x[:])
+	}
+	if n > 1<<24 {
+		return 0, nil, fmt.Errorf("frame of %d bytes", n)
+	}
+	payload = make([]byte, n)
+	if _, err := io.ReadFull(f.br, payload); err != nil {
+		return 0, nil, err
+	}
+	if h[0]&0x80 == 0 {
+		return 0, nil, errors.New("fragmented frames are not expected from the echo upstream")
+	}
+	return h[0] & 0x0f, payload, nil
+}
+
+func (f *frameConn) send(_ context.Context, msg []byte) error { return f.writeFrame(opBinary, msg) }
+
+func (f *frameConn) recv(context.Context) ([]byte, error) {
+	for {
+		op, p, err := f.readFrame()
+		if err != nil {
+			return nil, err
+		}
+		switch op {
+		case opPing:
+			if err := f.writeFrame(opPong, p); err != nil {
+				return nil, err
+			}
+		case opClose:
+			e := &closeFrameError{code: 1005}
+			if len(p) >= 2 {
+				e.code, e.reason = int(binary.BigEndian.Uint16(p)), string(p[2:])
+			}
+			f.mu.Lock()
+			reply := !f.sentClose
+			f.sentClose = true
+			f.mu.Unlock()
+			if reply { // §5.5.1: answer a close frame with one
+				_ = f.writeFrame(opClose, p[:min(len(p), 2)])
+			}
+			return nil, e
+		case opPong:
+		default:
+			return p, nil
+		}
+	}
+}
+
+func (f *frameConn) close(code int, reason string) error {
+	p := binary.BigEndian.AppendUint16(nil, uint16(code))
+	f.mu.Lock()
+	f.sentClose = true
+	f.mu.Unlock()
+	if err := f.writeFrame(opClose, append(p, reason...)); err != nil {
+		return err
+	}
+	for {
+		_, err := f.recv(context.Background())
+		if e, ok := errors.AsType[*closeFrameError](err); ok {
+			if e.code != code {
+				return fmt.Errorf("peer answered close %d with %d", code, e.code)
+			}
+			// §7.1.1: the server closes the TCP connection first; the
+			// stream then ends.
+			if _, err := f.br.ReadByte(); err != io.EOF {
+				return fmt.Errorf("after the closing handshake the stream did not end cleanly: %v", err)
+			}
+			_ = f.closeWrite()
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (f *frameConn) abort() { f.abortFn() }
+
+// wsDialer opens a WebSocket to path on a test server: it returns the
+// connection, or the status the handshake was refused with.
+type wsDialer func(t *testing.T, path string) (wsConn, int, error)
+
+// tcpAddrOf is the server's TCP listener address (the same port as UDP).
+func tcpAddrOf(tb testing.TB, s *Server) string {
+	tb.Helper()
+	return mustAddr(tb, s)
+}
+
+// h1WebSocket dials with github.com/coder/websocket over HTTP/1.1 and TLS.
+func h1WebSocket(cert testCert, addr string) wsDialer {
+	return func(t *testing.T, path string) (wsConn, int, error) {
+		tr := &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: cert.pool},
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, network, addr)
+			},
+		}
+		p := new(http.Protocols)
+		p.SetHTTP1(true)
+		tr.Protocols = p
+		t.Cleanup(tr.CloseIdleConnections)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, res, err := websocket.Dial(ctx, "wss://app.example.com"+path, &websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}})
+		if err != nil {
+			if res != nil {
+				return nil, res.StatusCode, nil
+			}
+			return nil, 0, err
+		}
+		c.SetReadLimit(4 << 20)
+		t.Cleanup(func() { _ = c.CloseNow() })
+		return coderConn{c}, http.StatusSwitchingProtocols, nil
+	}
+}
+
+// h3WebSocket dials an extended CONNECT with :protocol websocket (RFC
+// 9220) over a quic-go HTTP/3 client connection.
+func h3WebSocket(cert testCert, addr string) wsDialer {
+	return func(t *testing.T, path string) (wsConn, int, error) {
+		str, status, err := h3Connect(t, cert, addr, "websocket", "https://app.example.com"+path)
+		if err != nil || status != http.StatusOK {
+			return nil, status, err
+		}
+		return &frameConn{br: bufio.NewReader(str), w: str, closeWrite: str.Close, abortFn: func() {
+			str.CancelRead(quic.StreamErrorCode(http3.ErrCodeRequestCanceled))
+			str.CancelWrite(quic.StreamErrorCode(http3.ErrCodeRequestCanceled))
+		}}, status, nil
+	}
+}
+
+// h3Connect sends a CONNECT (extended when protocol is set) on a new
+// HTTP/3 connection to addr and returns its stream and the status.
+func h3Connect(t *testing.T, cert testCert, addr, protocol, target string) (*http3.RequestStream, int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	qc, err := quic.DialAddr(ctx, addr, &tls.Config{RootCAs: cert.pool, ServerName: "app.example.com", NextProtos: []string{http3.NextProtoH3}}, &quic.Config{MaxIdleTimeout: time.Minute})
+	if err != nil {
+		return nil, 0, err
+	}
+	t.Cleanup(func() { _ = qc.CloseWithError(0, "") })
+	cc := (&http3.Transport{}).NewClientConn(qc)
+	select {
+	case <-cc.ReceivedSettings():
+	case <-ctx.Done():
+		return nil, 0, ctx.Err()
+	}
+	if protocol != "" && !cc.Settings().EnableExtendedConnect {
+		return nil, 0, errors.New("server did not enable extended CONNECT")
+	}
+	str, err := cc.OpenRequestStream(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	req := connectRequest(protocol, target, nil)
+	if protocol != "" {
+		req.Proto = protocol
+	}
+	if err := str.SendRequestHeader(req); err != nil {
+		return nil, 0, err
+	}
+	res, err := str.ReadResponse()
+	if err != nil {
+		return nil, 0, err
+	}
+	return str, res.StatusCode, nil
+}
+
+// connectRequest is a CONNECT to target: a URL for an extended CONNECT
+// (a WebSocket), host:port for a plain one (RFC 9110 §9.3.6).
+func connectRequest(protocol, target string, body io.Reader) *http.Request {
+	if protocol == "" {
+		req, _ := http.NewRequest(http.MethodConnect, "https://"+target, body)
+		req.URL = &url.URL{Host: target}
+		req.Host = target
+		return req
+	}
+	req, _ := http.NewRequest(http.MethodConnect, target, body)
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	return req
+}
+
+// h2Transport is an HTTP/2 client of the server's TCP listener. It is
+// golang.org/x/net/http2's: net/http's Transport rejects the :protocol
+// field that asks for an extended CONNECT before its HTTP/2 code sees it.
+func h2Transport(t *testing.T, cert testCert, addr string) *http2.Transport {
+	tr := &http2.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: cert.pool},
+		DialTLSContext: func(ctx context.Context, network, _ string, tc *tls.Config) (net.Conn, error) {
+			return (&tls.Dialer{Config: tc}).DialContext(ctx, network, addr)
+		},
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	return tr
+}
+
+// h2Stream sends a CONNECT (extended when protocol is set, RFC 8441) with
+// net/http's HTTP/2 client and returns the tunnel as a reader and writer.
+func h2Stream(t *testing.T, cert testCert, addr, protocol, target string) (io.ReadCloser, *io.PipeWriter, int, error) {
+	pr, pw := io.Pipe()
+	req := connectRequest(protocol, target, pr)
+	if protocol != "" {
+		req.Header.Set(":protocol", protocol)
+	}
+	res, err := h2Transport(t, cert, addr).RoundTrip(req)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	t.Cleanup(func() { res.Body.Close(); pw.Close() })
+	if res.ProtoMajor != 2 {
+		return nil, nil, 0, fmt.Errorf("got %s, want HTTP/2", res.Proto)
+	}
+	return res.Body, pw, res.StatusCode, nil
+}
+
+// h2WebSocket dials an extended CONNECT with :protocol websocket (RFC 8441).
+func h2WebSocket(cert testCert, addr string) wsDialer {
+	return func(t *testing.T, path string) (wsConn, int, error) {
+		body, pw, status, err := h2Stream(t, cert, addr, "websocket", "https://app.example.com"+path)
+		if err != nil || status != http.StatusOK {
+			return nil, status, err
+		}
+		return &frameConn{br: bufio.NewReader(body), w: pw, closeWrite: pw.Close, abortFn: func() {
+			_ = pw.CloseWithError(errors.New("aborted"))
+			_ = body.Close()
+		}}, status, nil
+	}
+}
+
+// h2xconnect is the GODEBUG setting that makes net/http's HTTP/2 server
+// offer extended CONNECT (SETTINGS_ENABLE_CONNECT_PROTOCOL, RFC 8441 §3).
+// net/http reads it from the environment once, when the process starts.
+const h2xconnect = "http2xconnect=1"
+
+// inH2XConnectProcess runs the calling test in a child process whose
+// environment turns extended CONNECT on for HTTP/2, unless this process
+// has it already; it reports whether the caller should go on (it is the
+// child).
+func inH2XConnectProcess(t *testing.T) bool {
+	t.Helper()
+	if strings.Contains(os.Getenv("GODEBUG"), h2xconnect) {
+		return true
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), "GODEBUG="+strings.TrimPrefix(os.Getenv("GODEBUG")+","+h2xconnect, ","))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s with GODEBUG=%s: %v\n%s", t.Name(), h2xconnect, err, out)
+	}
+	if !strings.Contains(string(out), "--- PASS: "+t.Name()) {
+		t.Fatalf("%s did not run in the child process:\n%s", t.Name(), out)
+	}
+	t.Logf("ran in a child process with GODEBUG=%s", h2xconnect)
+	return false
+}
