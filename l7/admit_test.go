@@ -54,6 +54,7 @@ func TestConnectIsRefused(t *testing.T) {
 	rec, up := mustRecordingUpstream(t, "u", nil)
 	cfg := oneService(t, cert, PoolConfig{Upstreams: []UpstreamConfig{up}})
 	cfg.Services[0].TCP = true
+	cfg.Services[0].Address = freeAddr(t)
 	s := mustServer(t, cfg)
 	addr := mustAddr(t, s)
 	h3, _ := h3Client(t, cert, addr)

@@ -146,8 +146,9 @@ func TestHTTP2ListenerOffersNoExtendedConnectWithoutGODEBUG(t *testing.T) {
 	up, _ := mustWSUpstream(t, "ws")
 	cfg := oneService(t, cert, PoolConfig{Upstreams: []UpstreamConfig{up}}, wsRoutes()...)
 	cfg.Services[0].TCP = true
+	cfg.Services[0].Address = freeAddr(t)
 	s := mustServer(t, cfg)
-	_, _, _, err := h2Stream(t, cert, mustAddr(t, s), "websocket", "https://app.example.com/ws")
+	_, _, _, err := h2Stream(t, cert, mustAddr(t, s), "websocket", "https://app.example.com/ws", nil)
 	if err == nil || !strings.Contains(err.Error(), "extended connect") {
 		t.Fatalf("extended CONNECT over HTTP/2: err = %v, want the client to find the setting missing", err)
 	}
@@ -158,6 +159,7 @@ func testWebSocket(t *testing.T, mk func(testCert, string) wsDialer) {
 	up, echo := mustWSUpstream(t, "ws")
 	cfg := oneService(t, cert, PoolConfig{Upstreams: []UpstreamConfig{up}}, wsRoutes()...)
 	cfg.Services[0].TCP = true
+	cfg.Services[0].Address = freeAddr(t)
 	obs := newTunnelCounter()
 	cfg.Observer = obs
 	s := mustServer(t, cfg)
@@ -402,6 +404,7 @@ func TestShutdownClosesTunnelsAfterTheDrain(t *testing.T) {
 	up, _ := mustWSUpstream(t, "ws")
 	cfg := oneService(t, cert, PoolConfig{Upstreams: []UpstreamConfig{up}}, wsRoutes()...)
 	cfg.Services[0].TCP = true
+	cfg.Services[0].Address = freeAddr(t)
 	s := mustServer(t, cfg)
 	addr := mustAddr(t, s)
 	var conns []wsConn

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -261,7 +262,7 @@ func h1WebSocket(cert testCert, addr string) wsDialer {
 // 9220) over a quic-go HTTP/3 client connection.
 func h3WebSocket(cert testCert, addr string) wsDialer {
 	return func(t *testing.T, path string) (wsConn, int, error) {
-		str, status, err := h3Connect(t, cert, addr, "websocket", "https://app.example.com"+path)
+		str, status, err := h3Connect(t, cert, addr, "websocket", "https://app.example.com"+path, nil)
 		if err != nil || status != http.StatusOK {
 			return nil, status, err
 		}
@@ -274,7 +275,7 @@ func h3WebSocket(cert testCert, addr string) wsDialer {
 
 // h3Connect sends a CONNECT (extended when protocol is set) on a new
 // HTTP/3 connection to addr and returns its stream and the status.
-func h3Connect(t *testing.T, cert testCert, addr, protocol, target string) (*http3.RequestStream, int, error) {
+func h3Connect(t *testing.T, cert testCert, addr, protocol, target string, hdr http.Header) (*http3.RequestStream, int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	qc, err := quic.DialAddr(ctx, addr, &tls.Config{RootCAs: cert.pool, ServerName: "app.example.com", NextProtos: []string{http3.NextProtoH3}}, &quic.Config{MaxIdleTimeout: time.Minute})
@@ -299,6 +300,7 @@ func h3Connect(t *testing.T, cert testCert, addr, protocol, target string) (*htt
 	if protocol != "" {
 		req.Proto = protocol
 	}
+	maps.Copy(req.Header, hdr)
 	if err := str.SendRequestHeader(req); err != nil {
 		return nil, 0, err
 	}
@@ -314,7 +316,7 @@ func h3Connect(t *testing.T, cert testCert, addr, protocol, target string) (*htt
 func connectRequest(protocol, target string, body io.Reader) *http.Request {
 	if protocol == "" {
 		req, _ := http.NewRequest(http.MethodConnect, "https://"+target, body)
-		req.URL = &url.URL{Host: target}
+		req.URL = &url.URL{Scheme: "https", Host: target} // the scheme picks the transport; CONNECT sends none
 		req.Host = target
 		return req
 	}
@@ -328,7 +330,7 @@ func connectRequest(protocol, target string, body io.Reader) *http.Request {
 // field that asks for an extended CONNECT before its HTTP/2 code sees it.
 func h2Transport(t *testing.T, cert testCert, addr string) *http2.Transport {
 	tr := &http2.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: cert.pool},
+		TLSClientConfig: &tls.Config{RootCAs: cert.pool, ServerName: "app.example.com"},
 		DialTLSContext: func(ctx context.Context, network, _ string, tc *tls.Config) (net.Conn, error) {
 			return (&tls.Dialer{Config: tc}).DialContext(ctx, network, addr)
 		},
@@ -339,12 +341,13 @@ func h2Transport(t *testing.T, cert testCert, addr string) *http2.Transport {
 
 // h2Stream sends a CONNECT (extended when protocol is set, RFC 8441) with
 // net/http's HTTP/2 client and returns the tunnel as a reader and writer.
-func h2Stream(t *testing.T, cert testCert, addr, protocol, target string) (io.ReadCloser, *io.PipeWriter, int, error) {
+func h2Stream(t *testing.T, cert testCert, addr, protocol, target string, hdr http.Header) (io.ReadCloser, *io.PipeWriter, int, error) {
 	pr, pw := io.Pipe()
 	req := connectRequest(protocol, target, pr)
 	if protocol != "" {
 		req.Header.Set(":protocol", protocol)
 	}
+	maps.Copy(req.Header, hdr)
 	res, err := h2Transport(t, cert, addr).RoundTrip(req)
 	if err != nil {
 		return nil, nil, 0, err
@@ -359,7 +362,7 @@ func h2Stream(t *testing.T, cert testCert, addr, protocol, target string) (io.Re
 // h2WebSocket dials an extended CONNECT with :protocol websocket (RFC 8441).
 func h2WebSocket(cert testCert, addr string) wsDialer {
 	return func(t *testing.T, path string) (wsConn, int, error) {
-		body, pw, status, err := h2Stream(t, cert, addr, "websocket", "https://app.example.com"+path)
+		body, pw, status, err := h2Stream(t, cert, addr, "websocket", "https://app.example.com"+path, nil)
 		if err != nil || status != http.StatusOK {
 			return nil, status, err
 		}

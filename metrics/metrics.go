@@ -53,6 +53,7 @@ type Metrics struct {
 	reload   *reloadCollector
 	requests *requestMetrics
 	conns    *connMetrics
+	tunnels  *tunnelMetrics
 	breakers *breakerCollector
 	checks   *checkMetrics
 }
@@ -70,6 +71,7 @@ func New(opts Options) *Metrics {
 		reload:   newReloadCollector(),
 		requests: newRequestMetrics(),
 		conns:    newConnMetrics(),
+		tunnels:  newTunnelMetrics(),
 		breakers: newBreakerCollector(),
 		checks:   newCheckMetrics(),
 	}
@@ -80,6 +82,7 @@ func New(opts Options) *Metrics {
 		m.reload,
 		m.requests.total, m.requests.duration,
 		m.conns.open,
+		m.tunnels.open, m.tunnels.opened, m.tunnels.bytes,
 		m.breakers,
 		m.checks.total, m.checks.duration,
 	)
