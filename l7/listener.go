@@ -290,6 +290,7 @@ func (s *Server) listen(svc *service, sc ServiceConfig, so *sockets) (*listeners
 		})
 		// From here new TCP connections go to this generation.
 		so.tcp.target.Store(q)
+		noteH2WebSockets(svc.log)
 	}
 	svc.log.Info("l7 service listening", "address", so.udp.conn.LocalAddr().String(), "tcp", sc.TCP, "0rtt", sc.Allow0RTT, "idle_timeout", sc.IdleTimeout)
 	return l, nil

@@ -14,9 +14,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -72,6 +74,21 @@ func extendedProtocol(r *http.Request) string {
 		}
 	}
 	return ""
+}
+
+// h2ExtendedConnect says whether net/http's HTTP/2 server offers extended
+// CONNECT (RFC 8441 §3), so that HTTP/2 clients can open WebSockets: in
+// Go 1.26 only with GODEBUG=http2xconnect=1 in the environment, which
+// net/http reads (as here) once, when the process starts. Without it,
+// browsers open their WebSockets over HTTP/1.1 or HTTP/3 instead.
+var h2ExtendedConnect = strings.Contains(os.Getenv("GODEBUG"), "http2xconnect=1")
+
+// noteH2WebSockets logs, for a service with a TCP listener, whether its
+// HTTP/2 clients can open WebSockets.
+func noteH2WebSockets(log *slog.Logger) {
+	if !h2ExtendedConnect {
+		log.Info("HTTP/2 clients open WebSockets over HTTP/1.1 or HTTP/3: extended CONNECT over HTTP/2 (RFC 8441) needs GODEBUG=http2xconnect=1 in the environment")
+	}
 }
 
 // wantsTunnel reports requests that serveTunnel answers: CONNECT of any

@@ -1,11 +1,8 @@
 package l7
 
 import (
-	"bufio"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +20,8 @@ import (
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 	"golang.org/x/net/http2"
+
+	"github.com/spooky-lb/spooky/test/wstest"
 )
 
 // wsConn is a WebSocket client connection, whatever carries it.
@@ -40,18 +38,10 @@ type wsConn interface {
 	abort()
 }
 
-// closeFrameError is a close frame received from the peer.
-type closeFrameError struct {
-	code   int
-	reason string
-}
-
-func (e *closeFrameError) Error() string { return fmt.Sprintf("close frame %d %q", e.code, e.reason) }
-
 // closeCode is the code of the close frame err reports, or -1.
 func closeCode(err error) int {
-	if e, ok := errors.AsType[*closeFrameError](err); ok {
-		return e.code
+	if c := wstest.CloseCode(err); c != -1 {
+		return c
 	}
 	if c := websocket.CloseStatus(err); c != -1 {
 		return int(c)
@@ -77,146 +67,18 @@ func (c coderConn) close(code int, reason string) error {
 
 func (c coderConn) abort() { _ = c.c.CloseNow() }
 
-// frameConn speaks RFC 6455 frames itself over a stream: the tunnel of an
-// extended CONNECT (RFC 8441 over HTTP/2, RFC 9220 over HTTP/3), which no
-// WebSocket library in Go dials. A client masks its frames (§5.3).
+// frameConn is a wstest.Conn (RFC 6455 frames over an extended CONNECT's
+// stream) as a wsConn.
 type frameConn struct {
-	br         *bufio.Reader
-	w          io.Writer
-	closeWrite func() error
-	abortFn    func()
-	mu         sync.Mutex
-	sentClose  bool
+	c       *wstest.Conn
+	abortFn func()
 }
 
-// WebSocket opcodes (RFC 6455 §5.2).
-const (
-	opBinary = 0x2
-	opClose  = 0x8
-	opPing   = 0x9
-	opPong   = 0xA
-)
+func (f *frameConn) send(_ context.Context, msg []byte) error { return f.c.Send(msg) }
 
-func (f *frameConn) writeFrame(op byte, payload []byte) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	b := []byte{0x80 | op}
-	switch n := len(payload); {
-	case n < 126:
-		b = append(b, 0x80|byte(n))
-	case n < 1<<16:
-		b = append(b, 0x80|126)
-		b = binary.BigEndian.AppendUint16(b, uint16(n))
-	default:
-		b = append(b, 0x80|127)
-		b = binary.BigEndian.AppendUint64(b, uint64(n))
-	}
-	var mask [4]byte
-	_, _ = rand.Read(mask[:])
-	b = append(b, mask[:]...)
-	for i, c := range payload {
-		b = append(b, c^mask[i%4])
-	}
-	_, err := f.w.Write(b)
-	return err
-}
+func (f *frameConn) recv(context.Context) ([]byte, error) { return f.c.Recv() }
 
-func (f *frameConn) readFrame() (op byte, payload []byte, err error) {
-	var h [2]byte
-	if _, err := io.ReadFull(f.br, h[:]); err != nil {
-		return 0, nil, err
-	}
-	if h[1]&0x80 != 0 {
-		return 0, nil, errors.New("server frame is masked (RFC 6455 §5.1 forbids it)")
-	}
-	n := uint64(h[1] & 0x7f)
-	switch n {
-	case 126:
-		var x [2]byte
-		if _, err := io.ReadFull(f.br, x[:]); err != nil {
-			return 0, nil, err
-		}
-		n = uint64(binary.BigEndian.Uint16(x[:]))
-	case 127:
-		var x [8]byte
-		if _, err := io.ReadFull(f.br, x[:]); err != nil {
-			return 0, nil, err
-		}
-		n = binary.BigEndian.Uint64(x[:])
-	}
-	if n > 1<<24 {
-		return 0, nil, fmt.Errorf("frame of %d bytes", n)
-	}
-	payload = make([]byte, n)
-	if _, err := io.ReadFull(f.br, payload); err != nil {
-		return 0, nil, err
-	}
-	if h[0]&0x80 == 0 {
-		return 0, nil, errors.New("fragmented frames are not expected from the echo upstream")
-	}
-	return h[0] & 0x0f, payload, nil
-}
-
-func (f *frameConn) send(_ context.Context, msg []byte) error { return f.writeFrame(opBinary, msg) }
-
-func (f *frameConn) recv(context.Context) ([]byte, error) {
-	for {
-		op, p, err := f.readFrame()
-		if err != nil {
-			return nil, err
-		}
-		switch op {
-		case opPing:
-			if err := f.writeFrame(opPong, p); err != nil {
-				return nil, err
-			}
-		case opClose:
-			e := &closeFrameError{code: 1005}
-			if len(p) >= 2 {
-				e.code, e.reason = int(binary.BigEndian.Uint16(p)), string(p[2:])
-			}
-			f.mu.Lock()
-			reply := !f.sentClose
-			f.sentClose = true
-			f.mu.Unlock()
-			if reply { // §5.5.1: answer a close frame with one
-				_ = f.writeFrame(opClose, p[:min(len(p), 2)])
-			}
-			return nil, e
-		case opPong:
-		default:
-			return p, nil
-		}
-	}
-}
-
-func (f *frameConn) close(code int, reason string) error {
-	p := binary.BigEndian.AppendUint16(nil, uint16(code))
-	f.mu.Lock()
-	f.sentClose = true
-	f.mu.Unlock()
-	if err := f.writeFrame(opClose, append(p, reason...)); err != nil {
-		return err
-	}
-	for {
-		_, err := f.recv(context.Background())
-		if e, ok := errors.AsType[*closeFrameError](err); ok {
-			if e.code != code {
-				return fmt.Errorf("peer answered close %d with %d", code, e.code)
-			}
-			// §7.1.1: the server closes the TCP connection first; the
-			// stream then ends.
-			if _, err := f.br.ReadByte(); err != io.EOF {
-				return fmt.Errorf("after the closing handshake the stream did not end cleanly: %v", err)
-			}
-			_ = f.closeWrite()
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
-}
+func (f *frameConn) close(code int, reason string) error { return f.c.Close(code, reason) }
 
 func (f *frameConn) abort() { f.abortFn() }
 
@@ -266,7 +128,7 @@ func h3WebSocket(cert testCert, addr string) wsDialer {
 		if err != nil || status != http.StatusOK {
 			return nil, status, err
 		}
-		return &frameConn{br: bufio.NewReader(str), w: str, closeWrite: str.Close, abortFn: func() {
+		return &frameConn{c: wstest.New(str, str, str.Close), abortFn: func() {
 			str.CancelRead(quic.StreamErrorCode(http3.ErrCodeRequestCanceled))
 			str.CancelWrite(quic.StreamErrorCode(http3.ErrCodeRequestCanceled))
 		}}, status, nil
@@ -366,7 +228,7 @@ func h2WebSocket(cert testCert, addr string) wsDialer {
 		if err != nil || status != http.StatusOK {
 			return nil, status, err
 		}
-		return &frameConn{br: bufio.NewReader(body), w: pw, closeWrite: pw.Close, abortFn: func() {
+		return &frameConn{c: wstest.New(body, pw, pw.Close), abortFn: func() {
 			_ = pw.CloseWithError(errors.New("aborted"))
 			_ = body.Close()
 		}}, status, nil
