@@ -336,13 +336,12 @@ func (l *listeners) shutdown(ctx context.Context, refuse bool) error {
 	if l.h1 != nil {
 		wg.Go(func() { h1err = l.h1.Shutdown(ctx) })
 	}
-	// Tunnels finish within the drain like requests; past it they are
-	// closed (net/http's Shutdown does not track hijacked connections).
-	var tunnelErr error
-	wg.Go(func() { tunnelErr = l.tunnels.drain(ctx) })
+	// Tunnels may finish within the drain; at its end they are closed
+	// (net/http's Shutdown does not track hijacked connections).
+	wg.Go(func() { l.tunnels.drain(ctx) })
 	wg.Wait()
 	l.close()
-	return errors.Join(h3err, h1err, tunnelErr)
+	return errors.Join(h3err, h1err)
 }
 
 // close aborts everything of the generation at once and gives up its
