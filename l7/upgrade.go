@@ -116,7 +116,15 @@ func (svc *service) serveTunnel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	path := normalizePath(r.URL.EscapedPath())
-	route := svc.router.Load().match(r, path)
+	mr := r
+	if !plain && r.Method == http.MethodConnect {
+		// Routes see a WebSocket handshake as the GET it is over HTTP/1.1
+		// and to the upstream, whatever protocol the client speaks.
+		get := *r
+		get.Method = http.MethodGet
+		mr = &get
+	}
+	route := svc.router.Load().match(mr, path)
 	if plain {
 		if route == nil || !route.tunnel.connect {
 			refuseConnect(w)

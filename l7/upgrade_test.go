@@ -437,3 +437,17 @@ func TestShutdownClosesTunnelsAfterTheDrain(t *testing.T) {
 		}
 	}
 }
+
+func TestRoutesSeeAWebSocketHandshakeAsAGET(t *testing.T) {
+	cert := mustCert(t, "app.example.com")
+	up, _ := mustWSUpstream(t, "ws")
+	cfg := oneService(t, cert, PoolConfig{Upstreams: []UpstreamConfig{up}},
+		Route{Name: "connect", Match: Match{Methods: []string{http.MethodConnect}}, Pool: "p", Tunnel: TunnelConfig{DisableWebSocket: true, Connect: &ConnectConfig{Allow: []string{"db.test:5432"}}}},
+		Route{Name: "get", Match: Match{Methods: []string{http.MethodGet}}, Pool: "p"},
+	)
+	s := mustServer(t, cfg)
+	c, status, err := h3WebSocket(cert, mustAddr(t, s))(t, "/ws")
+	if err != nil || c == nil {
+		t.Fatalf("an extended CONNECT for a WebSocket matched the CONNECT route: status %d, %v", status, err)
+	}
+}
