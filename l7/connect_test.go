@@ -48,10 +48,10 @@ type connectTunnel struct {
 
 // connectDialer sends a CONNECT to dest with the header hdr and returns
 // the tunnel, or the status it was refused with.
-type connectDialer func(t *testing.T, dest string, hdr http.Header) (*connectTunnel, int, error)
+type connectDialer func(t testing.TB, dest string, hdr http.Header) (*connectTunnel, int, error)
 
 func h1Connect(cert testCert, addr string) connectDialer {
-	return func(t *testing.T, dest string, hdr http.Header) (*connectTunnel, int, error) {
+	return func(t testing.TB, dest string, hdr http.Header) (*connectTunnel, int, error) {
 		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: cert.pool, ServerName: "app.example.com", NextProtos: []string{"http/1.1"}})
 		if err != nil {
 			return nil, 0, err
@@ -77,7 +77,7 @@ func h1Connect(cert testCert, addr string) connectDialer {
 }
 
 func h2Connect(cert testCert, addr string) connectDialer {
-	return func(t *testing.T, dest string, hdr http.Header) (*connectTunnel, int, error) {
+	return func(t testing.TB, dest string, hdr http.Header) (*connectTunnel, int, error) {
 		body, pw, status, err := h2Stream(t, cert, addr, "", dest, hdr)
 		if err != nil || status != http.StatusOK {
 			return nil, status, err
@@ -87,7 +87,7 @@ func h2Connect(cert testCert, addr string) connectDialer {
 }
 
 func h3ConnectDialer(cert testCert, addr string) connectDialer {
-	return func(t *testing.T, dest string, hdr http.Header) (*connectTunnel, int, error) {
+	return func(t testing.TB, dest string, hdr http.Header) (*connectTunnel, int, error) {
 		str, status, err := h3Connect(t, cert, addr, "", dest, hdr)
 		if err != nil || status != http.StatusOK {
 			return nil, status, err

@@ -137,7 +137,7 @@ func h3WebSocket(cert testCert, addr string) wsDialer {
 
 // h3Connect sends a CONNECT (extended when protocol is set) on a new
 // HTTP/3 connection to addr and returns its stream and the status.
-func h3Connect(t *testing.T, cert testCert, addr, protocol, target string, hdr http.Header) (*http3.RequestStream, int, error) {
+func h3Connect(t testing.TB, cert testCert, addr, protocol, target string, hdr http.Header) (*http3.RequestStream, int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	qc, err := quic.DialAddr(ctx, addr, &tls.Config{RootCAs: cert.pool, ServerName: "app.example.com", NextProtos: []string{http3.NextProtoH3}}, &quic.Config{MaxIdleTimeout: time.Minute})
@@ -190,7 +190,7 @@ func connectRequest(protocol, target string, body io.Reader) *http.Request {
 // h2Transport is an HTTP/2 client of the server's TCP listener. It is
 // golang.org/x/net/http2's: net/http's Transport rejects the :protocol
 // field that asks for an extended CONNECT before its HTTP/2 code sees it.
-func h2Transport(t *testing.T, cert testCert, addr string) *http2.Transport {
+func h2Transport(t testing.TB, cert testCert, addr string) *http2.Transport {
 	tr := &http2.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: cert.pool, ServerName: "app.example.com"},
 		DialTLSContext: func(ctx context.Context, network, _ string, tc *tls.Config) (net.Conn, error) {
@@ -203,7 +203,7 @@ func h2Transport(t *testing.T, cert testCert, addr string) *http2.Transport {
 
 // h2Stream sends a CONNECT (extended when protocol is set, RFC 8441) with
 // net/http's HTTP/2 client and returns the tunnel as a reader and writer.
-func h2Stream(t *testing.T, cert testCert, addr, protocol, target string, hdr http.Header) (io.ReadCloser, *io.PipeWriter, int, error) {
+func h2Stream(t testing.TB, cert testCert, addr, protocol, target string, hdr http.Header) (io.ReadCloser, *io.PipeWriter, int, error) {
 	pr, pw := io.Pipe()
 	req := connectRequest(protocol, target, pr)
 	if protocol != "" {
