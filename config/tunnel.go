@@ -43,8 +43,8 @@ type TunnelConfig struct {
 }
 
 // ConnectConfig lets a route open CONNECT tunnels (RFC 9110 §9.3.6) to the
-// destinations it lists, and to nothing else. Without it, CONNECT is
-// answered 405.
+// destinations it lists, and to nothing else, and with UDP CONNECT-UDP
+// ones (RFC 9298). Without it, CONNECT is answered 405.
 type ConnectConfig struct {
 	// Allow lists the destinations, as host:port patterns (see
 	// ParseDestination). At least one; a pattern that allows every host
@@ -52,6 +52,10 @@ type ConnectConfig struct {
 	Allow []string `yaml:"allow"`
 	// DialTimeout bounds the TCP connect to a destination. If zero, 5s.
 	DialTimeout time.Duration `yaml:"dial_timeout"`
+	// UDP also proxies UDP to the same destinations for HTTP/3 clients
+	// (CONNECT-UDP, RFC 9298, at /.well-known/masque/udp/{host}/{port}/).
+	// Default false.
+	UDP bool `yaml:"udp"`
 }
 
 // WebSocketEnabled says whether the route proxies WebSockets: its

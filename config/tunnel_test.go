@@ -32,14 +32,14 @@ func TestTunnelSettingsHaveOneDefaultEach(t *testing.T) {
 		t.Errorf("tunnel = %+v, want idle timeout %v and no lifetime", r.Tunnel, DefaultTunnelIdleTimeout)
 	}
 
-	r = mustParse(t, l7WithRoute(`websocket: false, tunnel: {idle_timeout: 1m, max_lifetime: 24h}, connect: {allow: ["db.example.test:5432"]}`)).Services[0].Routes[0]
+	r = mustParse(t, l7WithRoute(`websocket: false, tunnel: {idle_timeout: 1m, max_lifetime: 24h}, connect: {allow: ["db.example.test:5432"], udp: true}`)).Services[0].Routes[0]
 	if r.WebSocketEnabled() {
 		t.Error("websocket: false left WebSockets on")
 	}
 	if r.Tunnel.IdleTimeout != time.Minute || r.Tunnel.MaxLifetime != 24*time.Hour {
 		t.Errorf("tunnel = %+v", r.Tunnel)
 	}
-	if r.Connect == nil || !slices.Equal(r.Connect.Allow, []string{"db.example.test:5432"}) || r.Connect.DialTimeout != DefaultConnectDialTimeout {
+	if r.Connect == nil || !slices.Equal(r.Connect.Allow, []string{"db.example.test:5432"}) || r.Connect.DialTimeout != DefaultConnectDialTimeout || !r.Connect.UDP {
 		t.Errorf("connect = %+v, want the list and dial timeout %v", r.Connect, DefaultConnectDialTimeout)
 	}
 }

@@ -170,7 +170,7 @@ func tunnelFromConfig(r *config.RouteConfig) TunnelConfig {
 		MaxLifetime:      r.Tunnel.MaxLifetime,
 	}
 	if r.Connect != nil {
-		t.Connect = &ConnectConfig{Allow: r.Connect.Allow, DialTimeout: r.Connect.DialTimeout}
+		t.Connect = &ConnectConfig{Allow: r.Connect.Allow, DialTimeout: r.Connect.DialTimeout, UDP: r.Connect.UDP}
 	}
 	return t
 }

@@ -82,8 +82,8 @@ func TestFromConfigMapsTunnelSettings(t *testing.T) {
 		{"websocket: false turns WebSockets off", config.RouteConfig{WebSocket: &off}, TunnelConfig{DisableWebSocket: true}},
 		{"limits and destinations are passed on", config.RouteConfig{
 			Tunnel:  config.TunnelConfig{IdleTimeout: time.Minute, MaxLifetime: time.Hour},
-			Connect: &config.ConnectConfig{Allow: []string{"db.test:5432"}, DialTimeout: time.Second},
-		}, TunnelConfig{IdleTimeout: time.Minute, MaxLifetime: time.Hour, Connect: &ConnectConfig{Allow: []string{"db.test:5432"}, DialTimeout: time.Second}}},
+			Connect: &config.ConnectConfig{Allow: []string{"db.test:5432"}, DialTimeout: time.Second, UDP: true},
+		}, TunnelConfig{IdleTimeout: time.Minute, MaxLifetime: time.Hour, Connect: &ConnectConfig{Allow: []string{"db.test:5432"}, DialTimeout: time.Second, UDP: true}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := tunnelFromConfig(&tc.in); !reflect.DeepEqual(got, tc.want) {

@@ -209,7 +209,9 @@ type listeners struct {
 func (s *Server) listen(svc *service, sc ServiceConfig, so *sockets) (*listeners, error) {
 	l := &listeners{socks: so}
 	l.ownsTCP.Store(true)
-	qconf := &quic.Config{MaxIdleTimeout: sc.IdleTimeout, Allow0RTT: sc.Allow0RTT}
+	// Datagrams (RFC 9221, HTTP Datagrams RFC 9297) carry CONNECT-UDP
+	// (connectudp.go); a reload may allow it on a route at any time.
+	qconf := &quic.Config{MaxIdleTimeout: sc.IdleTimeout, Allow0RTT: sc.Allow0RTT, EnableDatagrams: true}
 	qconf.GetConfigForClient = func(*quic.ClientInfo) (*quic.Config, error) {
 		if l.draining.Load() {
 			return nil, errDraining
@@ -230,10 +232,11 @@ func (s *Server) listen(svc *service, sc ServiceConfig, so *sockets) (*listeners
 	so.udp.users.Add(1)
 	obs := svc.obs
 	l.h3 = &http3.Server{
-		Handler:        svc,
-		IdleTimeout:    sc.IdleTimeout,
-		MaxHeaderBytes: sc.MaxHeaderBytes,
-		Logger:         svc.log,
+		Handler:         svc,
+		IdleTimeout:     sc.IdleTimeout,
+		MaxHeaderBytes:  sc.MaxHeaderBytes,
+		Logger:          svc.log,
+		EnableDatagrams: true,
 		ConnContext: func(ctx context.Context, c *quic.Conn) context.Context {
 			if obs != nil {
 				obs.ConnOpened(svc.name, ProtoQUIC)

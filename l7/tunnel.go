@@ -47,6 +47,9 @@ type ConnectConfig struct {
 	// DialTimeout bounds the TCP connect to the destination. If zero,
 	// DefaultConnectDialTimeout (5s).
 	DialTimeout time.Duration
+	// UDP also proxies UDP to the allowed destinations for HTTP/3 clients
+	// (CONNECT-UDP, RFC 9298; connectudp.go). Default false.
+	UDP bool
 }
 
 // compiledTunnel is a route's TunnelConfig with defaults applied and the
@@ -56,6 +59,7 @@ type compiledTunnel struct {
 	idle        time.Duration
 	lifetime    time.Duration
 	connect     bool
+	udp         bool
 	allow       []config.Destination
 	dialTimeout time.Duration
 }
@@ -82,6 +86,7 @@ func compileTunnel(c TunnelConfig) (*compiledTunnel, error) {
 		t.allow = append(t.allow, d)
 	}
 	t.connect = true
+	t.udp = c.Connect.UDP
 	t.dialTimeout = c.Connect.DialTimeout
 	if t.dialTimeout <= 0 {
 		t.dialTimeout = DefaultConnectDialTimeout
@@ -101,8 +106,9 @@ func (t *compiledTunnel) allows(host string, port uint16) bool {
 
 // Tunnel kinds passed to a TunnelObserver.
 const (
-	TunnelWebSocket = "websocket"
-	TunnelConnect   = "connect"
+	TunnelWebSocket  = "websocket"
+	TunnelConnect    = "connect"
+	TunnelConnectUDP = "connect-udp"
 )
 
 // Tunnel directions passed to TunnelObserver.TunnelBytes.
@@ -117,8 +123,8 @@ const (
 // opens a tunnel is reported to ObserveRequest as usual (101 or 200, with
 // the time the handshake took) when the tunnel ends.
 type TunnelObserver interface {
-	// TunnelOpened is called when a tunnel of kind (TunnelWebSocket or
-	// TunnelConnect) opens on route of service.
+	// TunnelOpened is called when a tunnel of kind (TunnelWebSocket,
+	// TunnelConnect or TunnelConnectUDP) opens on route of service.
 	TunnelOpened(service, route, kind string)
 	// TunnelBytes is called as bytes are relayed, direction DirUp or DirDown.
 	TunnelBytes(service, route, kind, direction string, n int)

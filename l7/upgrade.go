@@ -105,6 +105,10 @@ func wantsTunnel(r *http.Request) bool {
 func (svc *service) serveTunnel(w http.ResponseWriter, r *http.Request) {
 	proto := extendedProtocol(r)
 	plain := r.Method == http.MethodConnect && proto == ""
+	if proto == connectUDPProtocol && r.ProtoMajor == 3 {
+		svc.serveConnectUDP(w, r)
+		return
+	}
 	if r.Method == http.MethodConnect && proto != "" && !strings.EqualFold(proto, "websocket") {
 		refuseConnect(w)
 		return

@@ -27,11 +27,11 @@ func newTunnelMetrics() *tunnelMetrics {
 	t := &tunnelMetrics{
 		open: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: "l7", Name: "open_tunnels",
-			Help: "Tunnels the request tier holds open, by service, route and kind (websocket, connect).",
+			Help: "Tunnels the request tier holds open, by service, route and kind (websocket, connect, connect-udp).",
 		}, []string{"service", "route", "kind"}),
 		opened: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "l7", Name: "tunnels_total",
-			Help: "Tunnels the request tier opened, by service, route and kind (websocket, connect).",
+			Help: "Tunnels the request tier opened, by service, route and kind (websocket, connect, connect-udp).",
 		}, []string{"service", "route", "kind"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "l7", Name: "tunnel_bytes_total",
@@ -50,8 +50,8 @@ func newTunnelMetrics() *tunnelMetrics {
 	return t
 }
 
-// TunnelOpened records a tunnel of kind ("websocket" or "connect") opened
-// on route of service. Each call must be matched by one TunnelClosed.
+// TunnelOpened records a tunnel of kind ("websocket", "connect" or
+// "connect-udp") opened on route of service. Each call must be matched by one TunnelClosed.
 func (m *Metrics) TunnelOpened(service, route, kind string) {
 	s := m.tunnels.openCache.get(tunnelKey{service, route, kind})
 	s.open.Inc()
