@@ -51,7 +51,8 @@ func newTunnelMetrics() *tunnelMetrics {
 }
 
 // TunnelOpened records a tunnel of kind ("websocket", "connect" or
-// "connect-udp") opened on route of service. Each call must be matched by one TunnelClosed.
+// "connect-udp") opened on route of service. Each call must be matched by
+// one TunnelClosed.
 func (m *Metrics) TunnelOpened(service, route, kind string) {
 	s := m.tunnels.openCache.get(tunnelKey{service, route, kind})
 	s.open.Inc()
