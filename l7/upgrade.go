@@ -100,8 +100,9 @@ func wantsTunnel(r *http.Request) bool {
 // serveTunnel routes a request that asks for a tunnel. A plain CONNECT
 // goes to its destination if the matching route allows it (else 405, as
 // before tunnels existed); a WebSocket handshake goes to the route's pool
-// unless the route turned WebSockets off (403). Other extended CONNECT
-// protocols (WebTransport, CONNECT-UDP) get 405.
+// unless the route turned WebSockets off (403); CONNECT-UDP over HTTP/3
+// goes to connectudp.go. Other extended CONNECT protocols (WebTransport,
+// CONNECT-UDP over HTTP/2) get 405.
 func (svc *service) serveTunnel(w http.ResponseWriter, r *http.Request) {
 	proto := extendedProtocol(r)
 	plain := r.Method == http.MethodConnect && proto == ""
@@ -179,6 +180,7 @@ func (svc *service) webSocket(w http.ResponseWriter, r *http.Request, route *com
 	setEscapedPath(out.URL, path)
 	removeHopByHop(out.Header)
 	delete(out.Header, ":protocol")
+	delete(out.Header, "Host") // written from out.Host
 	setForwarded(out, r, ip, svc.trustForwarded.Load())
 	out.Header.Add("Via", viaValue(r.ProtoMajor, r.ProtoMinor))
 	route.transforms.request(out)
@@ -209,7 +211,8 @@ func (svc *service) webSocket(w http.ResponseWriter, r *http.Request, route *com
 		}
 		attempts++
 		t0 := time.Now()
-		conn, br, res, err := upgradeUpstream(r.Context(), u, out, route.timeout)
+		// The route's timeout bounds the handshake, retries included.
+		conn, br, res, err := upgradeUpstream(r.Context(), u, out, start.Add(route.timeout))
 		latency := time.Since(t0)
 		if err == nil && res.StatusCode == http.StatusSwitchingProtocols && !upgradeAccepted(res, key) {
 			_ = conn.Close()
@@ -261,14 +264,15 @@ func (svc *service) webSocket(w http.ResponseWriter, r *http.Request, route *com
 
 // upgradeUpstream connects to u and sends out as an HTTP/1.1 Upgrade
 // request; it returns the connection, its reader (which may hold bytes the
-// upstream sent after its 101) and the response head. timeout bounds the
-// handshake after the connect; ctx ending (the client left) aborts it.
-func upgradeUpstream(ctx context.Context, u *Upstream, out *http.Request, timeout time.Duration) (net.Conn, *bufio.Reader, *http.Response, error) {
+// upstream sent after its 101) and the response head. deadline bounds the
+// handshake after the connect, and the reading of a body that is not a
+// 101's; ctx ending (the client left) aborts it.
+func upgradeUpstream(ctx context.Context, u *Upstream, out *http.Request, deadline time.Time) (net.Conn, *bufio.Reader, *http.Response, error) {
 	conn, err := dialH1(ctx, u)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	_ = conn.SetDeadline(time.Now().Add(timeout))
+	_ = conn.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	bw := bufio.NewWriterSize(conn, 4<<10)
@@ -289,7 +293,9 @@ func upgradeUpstream(ctx context.Context, u *Upstream, out *http.Request, timeou
 		_ = conn.Close()
 		return nil, nil, nil, ctx.Err()
 	}
-	_ = conn.SetDeadline(time.Time{})
+	if res.StatusCode == http.StatusSwitchingProtocols {
+		_ = conn.SetDeadline(time.Time{})
+	}
 	return conn, br, res, nil
 }
 

@@ -451,3 +451,31 @@ func TestRoutesSeeAWebSocketHandshakeAsAGET(t *testing.T) {
 		t.Fatalf("an extended CONNECT for a WebSocket matched the CONNECT route: status %d, %v", status, err)
 	}
 }
+
+func TestWebSocketHandshakeTimesOutAtTheRouteTimeout(t *testing.T) {
+	cert := mustCert(t, "app.example.com")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() { // accepts, reads the request, never answers
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(io.Discard, c) }()
+		}
+	}()
+	up := UpstreamConfig{Name: "mute", Address: l.Addr().String()}
+	pool := PoolConfig{Upstreams: []UpstreamConfig{up}, Breaker: BreakerConfig{ConsecutiveFailures: 1, OpenFor: time.Hour}}
+	s := mustServer(t, oneService(t, cert, pool, Route{Pool: "p", Timeout: 200 * time.Millisecond, Retry: RetryConfig{Attempts: -1}}))
+	c, status, err := h3WebSocket(cert, mustAddr(t, s))(t, "/")
+	if err != nil || c != nil || status != http.StatusGatewayTimeout {
+		t.Fatalf("dial: conn %v, status %d, err %v; want 504", c, status, err)
+	}
+	if st := s.Upstream("mute").Breaker().State(); st != BreakerOpen {
+		t.Errorf("breaker %v after a handshake timed out, want open", st)
+	}
+}
