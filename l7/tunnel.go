@@ -417,10 +417,14 @@ func (t *tunnel) finish(why string) {
 	})
 }
 
+// tunnelBufPool holds the relay's buffers: 32 KiB takes a TCP read at
+// full speed and any QUIC stream read or datagram.
+var tunnelBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
 // pump copies src to dst until src ends.
 func (t *tunnel) pump(dst, src end, dir string, n *atomic.Int64) {
-	bp := copyBufPool.Get().(*[]byte)
-	defer copyBufPool.Put(bp)
+	bp := tunnelBufPool.Get().(*[]byte)
+	defer tunnelBufPool.Put(bp)
 	buf := *bp
 	for {
 		k, rerr := src.Read(buf)

@@ -354,8 +354,8 @@ func (svc *service) upgradeRefused(w http.ResponseWriter, res *http.Response, ro
 	h.Add("Via", viaValue(res.ProtoMajor, res.ProtoMinor))
 	route.transforms.response(h)
 	w.WriteHeader(res.StatusCode)
-	bp := copyBufPool.Get().(*[]byte)
-	defer copyBufPool.Put(bp)
+	bp := tunnelBufPool.Get().(*[]byte)
+	defer tunnelBufPool.Put(bp)
 	for {
 		n, err := res.Body.Read(*bp)
 		if n > 0 {
