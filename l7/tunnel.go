@@ -170,13 +170,6 @@ func (s *tunnelSet) remove(t *tunnel) {
 	s.mu.Unlock()
 }
 
-// len is the number of open tunnels.
-func (s *tunnelSet) len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.m)
-}
-
 // drain refuses new tunnels and waits for the open ones to end, and
 // closes those still open at the end of the drain. A WebSocket may never
 // end on its own, so being closed there is how a tunnel ends in a
