@@ -26,7 +26,7 @@ import (
 
 // tunnelConfig is a spooky config whose l7 service on the lb host, with
 // its TCP listener on, proxies WebSockets to ws (an HTTP/1.1 upstream) and
-// opens CONNECT tunnels to echo only.
+// opens CONNECT and CONNECT-UDP tunnels to echo (TCP and UDP) only.
 func tunnelConfig(t *testing.T, listen, ws, echo netip.AddrPort) string {
 	t.Helper()
 	certs, err := filepath.Abs("../../examples/certs")
@@ -48,7 +48,7 @@ services:
     routes:
       - match: {methods: [CONNECT]}
         pool: app
-        connect: {allow: ["%s"]}
+        connect: {allow: ["%s"], udp: true}
       - match: {path_prefix: /ws}
         pool: app
         tunnel: {idle_timeout: 1m}
@@ -190,6 +190,24 @@ func TestRequestTierTunnels(t *testing.T) {
 			}()
 		}
 	}()
+	var udpEcho *net.UDPConn
+	if err := lab.Backends[1].Do(func() (err error) {
+		udpEcho, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(echo))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { udpEcho.Close() })
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := udpEcho.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			_, _ = udpEcho.WriteToUDPAddrPort(buf[:n], from)
+		}
+	}()
 	listen := netip.AddrPortFrom(lab.LB.IPv4, 443)
 	cfgPath := filepath.Join(t.TempDir(), "spooky.yaml")
 	mustWrite(t, cfgPath, tunnelConfig(t, listen, ws, echo))
@@ -294,6 +312,51 @@ func TestRequestTierTunnels(t *testing.T) {
 			t.Fatalf("echo through the tunnel: %q, %v", buf, err)
 		}
 		str.Close()
+	})
+
+	t.Run("CONNECT-UDP carries datagrams to an allowed destination (RFC 9298)", func(t *testing.T) {
+		tr := &quic.Transport{Conn: mustUDPSocket(t, lab.Client, lab.Client.IPv4)}
+		t.Cleanup(func() { tr.Close() })
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		qc, err := tr.Dial(ctx, net.UDPAddrFromAddrPort(listen), &tls.Config{InsecureSkipVerify: true, ServerName: "example.test", NextProtos: []string{http3.NextProtoH3}},
+			&quic.Config{InitialPacketSize: 1252, EnableDatagrams: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = qc.CloseWithError(0, "") })
+		cc := (&http3.Transport{EnableDatagrams: true}).NewClientConn(qc)
+		<-cc.ReceivedSettings()
+		req, _ := http.NewRequest(http.MethodConnect, fmt.Sprintf("https://example.test/.well-known/masque/udp/%s/%d/", echo.Addr(), echo.Port()), nil)
+		req.Proto = "connect-udp"
+		req.Header.Set("Capsule-Protocol", "?1")
+		str, status := h3Tunnel(t, cc, req)
+		if status != http.StatusOK {
+			t.Fatalf("CONNECT-UDP: %d", status)
+		}
+		want := []byte("\x00ping") // context ID 0, then the UDP payload
+		got := make(chan []byte, 1)
+		go func() {
+			if d, err := str.ReceiveDatagram(ctx); err == nil {
+				got <- d
+			}
+		}()
+		for { // UDP may lose one; resend until the echo comes back
+			if err := str.SendDatagram(want); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case d := <-got:
+				if !bytes.Equal(d, want) {
+					t.Fatalf("echo %q, want %q", d, want)
+				}
+				str.Close()
+				return
+			case <-time.After(200 * time.Millisecond):
+			case <-ctx.Done():
+				t.Fatal("no datagram came back")
+			}
+		}
 	})
 
 	t.Run("CONNECT to a destination not allowed is refused", func(t *testing.T) {
