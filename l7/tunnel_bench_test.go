@@ -1,10 +1,13 @@
 package l7
 
 import (
+	"context"
 	"io"
 	"net"
 	"net/http"
 	"testing"
+
+	"github.com/coder/websocket"
 )
 
 // tcpSink reads everything a connection sends and, at its end, answers
@@ -91,5 +94,60 @@ func benchTunnel(dial connectDialer, dest string) func(b *testing.B) (io.Writer,
 			b.Fatalf("CONNECT %s: %d, %v", dest, status, err)
 		}
 		return tun.w, tun.closeWrite, tun.r
+	}
+}
+
+// BenchmarkWebSocketEcho measures a WebSocket message's round trip (1 KiB
+// out, echoed back) by client protocol through spooky, against the same
+// upstream reached directly: compare the ratios within one run. Run with
+//
+//	go test -run '^$' -bench WebSocketEcho -benchtime 3000x ./l7/
+func BenchmarkWebSocketEcho(b *testing.B) {
+	cert := mustCert(b, "app.example.com")
+	up, _ := mustWSUpstream(b, "ws")
+	cfg := oneService(b, cert, PoolConfig{Upstreams: []UpstreamConfig{up}}, Route{Pool: "p"})
+	cfg.Services[0].TCP = true
+	cfg.Services[0].Address = freeAddr(b)
+	s := mustServer(b, cfg)
+	addr := mustAddr(b, s)
+	msg := make([]byte, 1<<10)
+	for _, tc := range []struct {
+		name string
+		dial func(b *testing.B) wsConn
+	}{
+		{"direct HTTP/1.1", func(b *testing.B) wsConn {
+			c, _, err := websocket.Dial(context.Background(), "ws://"+up.Address+"/", nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = c.CloseNow() })
+			return coderConn{c}
+		}},
+		{"via spooky, HTTP/1.1 client", benchWS(h1WebSocket(cert, addr))},
+		{"via spooky, HTTP/3 client", benchWS(h3WebSocket(cert, addr))},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			c := tc.dial(b)
+			ctx := context.Background()
+			b.ResetTimer()
+			for range b.N {
+				if err := c.send(ctx, msg); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := c.recv(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func benchWS(dial wsDialer) func(b *testing.B) wsConn {
+	return func(b *testing.B) wsConn {
+		c, status, err := dial(b, "/")
+		if err != nil || c == nil {
+			b.Fatalf("dial: %d, %v", status, err)
+		}
+		return c
 	}
 }

@@ -84,7 +84,7 @@ func (f *frameConn) abort() { f.abortFn() }
 
 // wsDialer opens a WebSocket to path on a test server: it returns the
 // connection, or the status the handshake was refused with.
-type wsDialer func(t *testing.T, path string) (wsConn, int, error)
+type wsDialer func(t testing.TB, path string) (wsConn, int, error)
 
 // tcpAddrOf is the server's TCP listener address (the same port as UDP).
 func tcpAddrOf(tb testing.TB, s *Server) string {
@@ -94,7 +94,7 @@ func tcpAddrOf(tb testing.TB, s *Server) string {
 
 // h1WebSocket dials with github.com/coder/websocket over HTTP/1.1 and TLS.
 func h1WebSocket(cert testCert, addr string) wsDialer {
-	return func(t *testing.T, path string) (wsConn, int, error) {
+	return func(t testing.TB, path string) (wsConn, int, error) {
 		tr := &http.Transport{
 			TLSClientConfig: &tls.Config{RootCAs: cert.pool},
 			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
@@ -123,7 +123,7 @@ func h1WebSocket(cert testCert, addr string) wsDialer {
 // h3WebSocket dials an extended CONNECT with :protocol websocket (RFC
 // 9220) over a quic-go HTTP/3 client connection.
 func h3WebSocket(cert testCert, addr string) wsDialer {
-	return func(t *testing.T, path string) (wsConn, int, error) {
+	return func(t testing.TB, path string) (wsConn, int, error) {
 		str, status, err := h3Connect(t, cert, addr, "websocket", "https://app.example.com"+path, nil)
 		if err != nil || status != http.StatusOK {
 			return nil, status, err
@@ -223,7 +223,7 @@ func h2Stream(t testing.TB, cert testCert, addr, protocol, target string, hdr ht
 
 // h2WebSocket dials an extended CONNECT with :protocol websocket (RFC 8441).
 func h2WebSocket(cert testCert, addr string) wsDialer {
-	return func(t *testing.T, path string) (wsConn, int, error) {
+	return func(t testing.TB, path string) (wsConn, int, error) {
 		body, pw, status, err := h2Stream(t, cert, addr, "websocket", "https://app.example.com"+path, nil)
 		if err != nil || status != http.StatusOK {
 			return nil, status, err
