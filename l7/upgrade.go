@@ -184,6 +184,11 @@ func (svc *service) webSocket(w http.ResponseWriter, r *http.Request, route *com
 	setForwarded(out, r, ip, svc.trustForwarded.Load())
 	out.Header.Add("Via", viaValue(r.ProtoMajor, r.ProtoMinor))
 	route.transforms.request(out)
+	if !httpguts.ValidHostHeader(out.Host) || !validRequestTarget(out.URL.RequestURI()) {
+		// The head is written by hand: nothing may break its framing.
+		writeError(w, http.StatusBadRequest, "invalid host or path for a WebSocket handshake")
+		return
+	}
 	h := out.Header
 	h.Set("Connection", "Upgrade")
 	h.Set("Upgrade", "websocket")
@@ -260,6 +265,17 @@ func (svc *service) webSocket(w http.ResponseWriter, r *http.Request, route *com
 	default:
 		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("no available upstream in pool %s", route.pool.name))
 	}
+}
+
+// validRequestTarget reports a request-target that can be written on an
+// HTTP/1.1 request line as it is (RFC 9112 §3.2): visible ASCII only.
+func validRequestTarget(t string) bool {
+	for i := 0; i < len(t); i++ {
+		if t[i] <= ' ' || t[i] >= 0x7f {
+			return false
+		}
+	}
+	return t != ""
 }
 
 // upgradeUpstream connects to u and sends out as an HTTP/1.1 Upgrade

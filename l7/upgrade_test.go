@@ -479,3 +479,21 @@ func TestWebSocketHandshakeTimesOutAtTheRouteTimeout(t *testing.T) {
 		t.Errorf("breaker %v after a handshake timed out, want open", st)
 	}
 }
+
+func TestWebSocketHandshakeHeadsAreWrittenOnlyWhenSafe(t *testing.T) {
+	for _, tc := range []struct {
+		target string
+		want   bool
+	}{
+		{"/chat?room=1", true},
+		{"/a%20b", true},
+		{"/a b", false},
+		{"/a\r\nX-Injected: 1", false},
+		{"/caf\xc3\xa9", false},
+		{"", false},
+	} {
+		if got := validRequestTarget(tc.target); got != tc.want {
+			t.Errorf("validRequestTarget(%q) = %v, want %v", tc.target, got, tc.want)
+		}
+	}
+}
