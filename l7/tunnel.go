@@ -129,9 +129,9 @@ type TunnelObserver interface {
 	TunnelClosed(service, route, kind string)
 }
 
-// tunnelGenKey carries the listeners generation that accepted a
-// connection into its requests' contexts, so that a tunnel registers with
-// the generation whose shutdown must close it.
+// tunnelGenKey carries the tunnel set of the listeners generation that
+// accepted a connection into its requests' contexts, so that a tunnel
+// registers with the generation whose shutdown must close it.
 type tunnelGenKey struct{}
 
 // errShuttingDown refuses a tunnel once its listeners are draining.
