@@ -497,3 +497,38 @@ func TestWebSocketHandshakeHeadsAreWrittenOnlyWhenSafe(t *testing.T) {
 		}
 	}
 }
+
+func TestReloadAppliesTunnelSettingsToNewTunnels(t *testing.T) {
+	cert := mustCert(t, "app.example.com")
+	up, _ := mustWSUpstream(t, "ws")
+	cfg := oneService(t, cert, PoolConfig{Upstreams: []UpstreamConfig{up}}, Route{Pool: "p"})
+	s := mustServer(t, cfg)
+	dial := h3WebSocket(cert, mustAddr(t, s))
+	ctx := context.Background()
+	open, status, err := dial(t, "/")
+	if err != nil || open == nil {
+		t.Fatalf("dial: %d, %v", status, err)
+	}
+	cfg.Services[0].Routes[0].Tunnel.DisableWebSocket = true
+	if err := s.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if c, status, err := dial(t, "/"); err != nil || c != nil || status != http.StatusForbidden {
+		t.Fatalf("a handshake after the reload: conn %v, status %d, err %v; want 403", c, status, err)
+	}
+	if err := open.send(ctx, []byte("still here")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := open.recv(ctx); err != nil || string(got) != "still here" {
+		t.Fatalf("the tunnel opened before the reload: %q, %v", got, err)
+	}
+	bad := cfg
+	bad.Services = []ServiceConfig{cfg.Services[0]}
+	bad.Services[0].Routes = []Route{{Pool: "p", Tunnel: TunnelConfig{Connect: &ConnectConfig{Allow: []string{"*:443"}}}}}
+	if err := s.Reload(bad); err == nil || !strings.Contains(err.Error(), "never open") {
+		t.Fatalf("reload with an open CONNECT pattern: %v, want it refused", err)
+	}
+	if _, status, _ := dial(t, "/"); status != http.StatusForbidden {
+		t.Errorf("after a refused reload the old settings serve: status %d, want 403", status)
+	}
+}
