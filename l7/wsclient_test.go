@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 golang.org/x/net/http2.Transport is deprecated for net/http's, which rejects the :protocol field of an extended CONNECT (RFC 8441) before its HTTP/2 code would send it.
+
 package l7
 
 import (
@@ -85,12 +87,6 @@ func (f *frameConn) abort() { f.abortFn() }
 // wsDialer opens a WebSocket to path on a test server: it returns the
 // connection, or the status the handshake was refused with.
 type wsDialer func(t testing.TB, path string) (wsConn, int, error)
-
-// tcpAddrOf is the server's TCP listener address (the same port as UDP).
-func tcpAddrOf(tb testing.TB, s *Server) string {
-	tb.Helper()
-	return mustAddr(tb, s)
-}
 
 // h1WebSocket dials with github.com/coder/websocket over HTTP/1.1 and TLS.
 func h1WebSocket(cert testCert, addr string) wsDialer {

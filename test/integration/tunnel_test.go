@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 golang.org/x/net/http2.Transport is deprecated for net/http's, which rejects the :protocol field of an extended CONNECT (RFC 8441) before its HTTP/2 code would send it.
+
 package integration
 
 import (
