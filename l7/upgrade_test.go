@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/spooky-lb/spooky/test/wstest"
 )
 
 // wsEcho is an HTTP/1.1 WebSocket upstream (github.com/coder/websocket)
@@ -531,4 +534,64 @@ func TestReloadAppliesTunnelSettingsToNewTunnels(t *testing.T) {
 	if _, status, _ := dial(t, "/"); status != http.StatusForbidden {
 		t.Errorf("after a refused reload the old settings serve: status %d, want 403", status)
 	}
+}
+
+func TestWebSocketSubprotocolIsNegotiatedEndToEnd(t *testing.T) {
+	cert := mustCert(t, "app.example.com")
+	up := mustUpstream(t, ProtoH1, "sub", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"chat.v2"}, InsecureSkipVerify: true})
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		_ = c.Write(r.Context(), websocket.MessageText, []byte(c.Subprotocol()))
+	}))
+	cfg := oneService(t, cert, PoolConfig{Upstreams: []UpstreamConfig{up}}, Route{Pool: "p"})
+	cfg.Services[0].TCP = true
+	cfg.Services[0].Address = freeAddr(t)
+	s := mustServer(t, cfg)
+	addr := mustAddr(t, s)
+
+	t.Run("over HTTP/1.1", func(t *testing.T) {
+		tr := &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: cert.pool},
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, network, addr)
+			},
+		}
+		p := new(http.Protocols)
+		p.SetHTTP1(true)
+		tr.Protocols = p
+		defer tr.CloseIdleConnections()
+		c, _, err := websocket.Dial(context.Background(), "wss://app.example.com/", &websocket.DialOptions{
+			HTTPClient: &http.Client{Transport: tr}, Subprotocols: []string{"chat.v1", "chat.v2"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.CloseNow()
+		if c.Subprotocol() != "chat.v2" {
+			t.Errorf("client got subprotocol %q, want chat.v2", c.Subprotocol())
+		}
+		if _, msg, err := c.Read(context.Background()); err != nil || string(msg) != "chat.v2" {
+			t.Errorf("upstream chose %q (%v), want chat.v2", msg, err)
+		}
+	})
+
+	t.Run("over HTTP/3", func(t *testing.T) {
+		str, res, err := h3ConnectResponse(t, cert, addr, "websocket", "https://app.example.com/",
+			http.Header{"Sec-Websocket-Protocol": {"chat.v1, chat.v2"}})
+		if err != nil || res.StatusCode != http.StatusOK {
+			t.Fatalf("extended CONNECT: %v, %v", res, err)
+		}
+		if got := res.Header.Get("Sec-Websocket-Protocol"); got != "chat.v2" {
+			t.Errorf("Sec-WebSocket-Protocol = %q, want chat.v2", got)
+		}
+		if res.Header.Get("Sec-Websocket-Accept") != "" {
+			t.Error("the upstream's Sec-WebSocket-Accept reached an HTTP/3 client (RFC 8441 §5 has none)")
+		}
+		if msg, err := wstest.New(str, str, str.Close).Recv(); err != nil || string(msg) != "chat.v2" {
+			t.Errorf("upstream chose %q (%v), want chat.v2", msg, err)
+		}
+	})
 }

@@ -134,25 +134,34 @@ func h3WebSocket(cert testCert, addr string) wsDialer {
 // h3Connect sends a CONNECT (extended when protocol is set) on a new
 // HTTP/3 connection to addr and returns its stream and the status.
 func h3Connect(t testing.TB, cert testCert, addr, protocol, target string, hdr http.Header) (*http3.RequestStream, int, error) {
+	str, res, err := h3ConnectResponse(t, cert, addr, protocol, target, hdr)
+	if err != nil {
+		return nil, 0, err
+	}
+	return str, res.StatusCode, nil
+}
+
+// h3ConnectResponse is h3Connect returning the whole response head.
+func h3ConnectResponse(t testing.TB, cert testCert, addr, protocol, target string, hdr http.Header) (*http3.RequestStream, *http.Response, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	qc, err := quic.DialAddr(ctx, addr, &tls.Config{RootCAs: cert.pool, ServerName: "app.example.com", NextProtos: []string{http3.NextProtoH3}}, &quic.Config{MaxIdleTimeout: time.Minute})
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	t.Cleanup(func() { _ = qc.CloseWithError(0, "") })
 	cc := (&http3.Transport{}).NewClientConn(qc)
 	select {
 	case <-cc.ReceivedSettings():
 	case <-ctx.Done():
-		return nil, 0, ctx.Err()
+		return nil, nil, ctx.Err()
 	}
 	if protocol != "" && !cc.Settings().EnableExtendedConnect {
-		return nil, 0, errors.New("server did not enable extended CONNECT")
+		return nil, nil, errors.New("server did not enable extended CONNECT")
 	}
 	str, err := cc.OpenRequestStream(ctx)
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	req := connectRequest(protocol, target, nil)
 	if protocol != "" {
@@ -160,13 +169,13 @@ func h3Connect(t testing.TB, cert testCert, addr, protocol, target string, hdr h
 	}
 	maps.Copy(req.Header, hdr)
 	if err := str.SendRequestHeader(req); err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	res, err := str.ReadResponse()
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
-	return str, res.StatusCode, nil
+	return str, res, nil
 }
 
 // connectRequest is a CONNECT to target: a URL for an extended CONNECT
