@@ -2,6 +2,7 @@ package l7
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -10,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
 
 	"github.com/spooky-lb/spooky/config"
 )
@@ -215,5 +219,67 @@ func TestConnectDestinationsAreCheckedAsWritten(t *testing.T) {
 	}
 	if _, err := compileTunnel(TunnelConfig{Connect: &ConnectConfig{}}); err == nil {
 		t.Error("connect with no allowed destinations accepted")
+	}
+}
+
+func TestConnectInEarlyDataIsTooEarly(t *testing.T) {
+	cert := mustCert(t, "app.example.com")
+	echo := tcpEcho(t)
+	_, up := mustRecordingUpstream(t, "u", nil)
+	cfg := oneService(t, cert, PoolConfig{Upstreams: []UpstreamConfig{up}},
+		Route{Pool: "p", Tunnel: TunnelConfig{Connect: &ConnectConfig{Allow: []string{echo}}}})
+	cfg.Services[0].Allow0RTT = true
+	s := mustServer(t, cfg)
+	addr := mustAddr(t, s)
+	tlsConf := &tls.Config{RootCAs: cert.pool, ServerName: "app.example.com", ClientSessionCache: tls.NewLRUClientSessionCache(8), NextProtos: []string{http3.NextProtoH3}}
+	tr := &http3.Transport{}
+	defer tr.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	// A first connection leaves a session ticket that allows 0-RTT.
+	first, err := quic.DialAddrEarly(ctx, addr, tlsConf, &quic.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, "https://app.example.com/ticket", nil)
+	res, err := tr.NewClientConn(first).RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	_ = first.CloseWithError(0, "")
+
+	// The second resumes and sends CONNECT in 0-RTT, its handshake held back.
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	qtr := &quic.Transport{Conn: &handshakeDelayConn{PacketConn: udp, delay: 300 * time.Millisecond}}
+	defer qtr.Close()
+	raddr, _ := net.ResolveUDPAddr("udp", addr)
+	second, err := qtr.DialEarly(ctx, raddr, tlsConf, &quic.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.CloseWithError(0, "")
+	str, err := tr.NewClientConn(second).OpenRequestStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := str.SendRequestHeader(connectRequest("", echo, nil)); err != nil {
+		t.Fatal(err)
+	}
+	res, err = str.ReadResponse()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !second.ConnectionState().Used0RTT {
+		t.Fatal("the second connection did not use 0-RTT, so nothing was tested")
+	}
+	// RFC 8470 §5.2: a replayed CONNECT would open a second tunnel.
+	if res.StatusCode != http.StatusTooEarly {
+		t.Fatalf("CONNECT in 0-RTT: %d, want 425", res.StatusCode)
 	}
 }
