@@ -35,6 +35,19 @@ func (e *wsEcho) seen() []http.Header {
 	return append([]http.Header(nil), e.heads...)
 }
 
+// mustEnd waits for the upstream to see a connection end and returns the
+// close code it got.
+func (e *wsEcho) mustEnd(tb testing.TB) int {
+	tb.Helper()
+	select {
+	case code := <-e.ends:
+		return code
+	case <-time.After(10 * time.Second):
+		tb.Fatal("the upstream saw no WebSocket end within 10s")
+		return 0
+	}
+}
+
 func mustWSUpstream(tb testing.TB, name string) (UpstreamConfig, *wsEcho) {
 	tb.Helper()
 	e := &wsEcho{ends: make(chan int, 64)}
@@ -195,7 +208,7 @@ func testWebSocket(t *testing.T, mk func(testCert, string) wsDialer) {
 		if err := c.close(1000, ""); err != nil {
 			t.Errorf("close: %v", err)
 		}
-		<-echo.ends
+		echo.mustEnd(t)
 		heads := echo.seen()
 		h := heads[len(heads)-1]
 		if h.Get("X-Forwarded-For") != "127.0.0.1" || !strings.Contains(h.Get("Via"), "spooky") {
@@ -211,7 +224,7 @@ func testWebSocket(t *testing.T, mk func(testCert, string) wsDialer) {
 		if err := c.close(4001, "client done"); err != nil {
 			t.Fatalf("closing handshake: %v", err)
 		}
-		if code := <-echo.ends; code != 4001 {
+		if code := echo.mustEnd(t); code != 4001 {
 			t.Errorf("upstream saw close code %d, want 4001", code)
 		}
 	})
@@ -224,7 +237,7 @@ func testWebSocket(t *testing.T, mk func(testCert, string) wsDialer) {
 		if _, err := c.recv(ctx); closeCode(err) != 4000 {
 			t.Fatalf("recv after the upstream closed: %v, want close frame 4000", err)
 		}
-		<-echo.ends
+		echo.mustEnd(t)
 	})
 
 	t.Run("the upstream goes away mid-tunnel", func(t *testing.T) {
@@ -236,7 +249,7 @@ func testWebSocket(t *testing.T, mk func(testCert, string) wsDialer) {
 		if err == nil || closeCode(err) != -1 && closeCode(err) != int(websocket.StatusAbnormalClosure) {
 			t.Fatalf("recv after the upstream dropped the connection: %v, want the connection to end without a close frame", err)
 		}
-		<-echo.ends
+		echo.mustEnd(t)
 	})
 
 	t.Run("a route with WebSockets off refuses the handshake", func(t *testing.T) {
@@ -394,7 +407,7 @@ func TestTunnelLimits(t *testing.T) {
 			if _, err := c.recv(context.Background()); err == nil || closeCode(err) != -1 {
 				t.Fatalf("recv: %v, want the tunnel closed without a close frame", err)
 			}
-			if code := <-echo.ends; code != -1 && code != int(websocket.StatusAbnormalClosure) {
+			if code := echo.mustEnd(t); code != -1 && code != int(websocket.StatusAbnormalClosure) {
 				t.Errorf("upstream saw close code %d, want the connection dropped", code)
 			}
 		})
@@ -435,8 +448,13 @@ func TestShutdownClosesTunnelsAfterTheDrain(t *testing.T) {
 		t.Errorf("Shutdown with open tunnels: %v, want them closed at the end of the drain", err)
 	}
 	for range conns {
-		if err := <-ended; err == nil {
-			t.Errorf("a tunnel still carries messages after shutdown")
+		select {
+		case err := <-ended:
+			if err == nil {
+				t.Errorf("a tunnel still carries messages after shutdown")
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a tunnel is still open 10s after shutdown")
 		}
 	}
 }
