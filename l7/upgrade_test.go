@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
@@ -51,7 +52,12 @@ func (e *wsEcho) mustEnd(tb testing.TB) int {
 func mustWSUpstream(tb testing.TB, name string) (UpstreamConfig, *wsEcho) {
 	tb.Helper()
 	e := &wsEcho{ends: make(chan int, 64)}
-	up := mustUpstream(tb, ProtoH1, name, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return mustUpstream(tb, ProtoH1, name, e.handler()), e
+}
+
+// handler is the echo server's WebSocket endpoint.
+func (e *wsEcho) handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		e.mu.Lock()
 		e.heads = append(e.heads, r.Header.Clone())
 		e.mu.Unlock()
@@ -82,8 +88,7 @@ func mustWSUpstream(tb testing.TB, name string) (UpstreamConfig, *wsEcho) {
 				return
 			}
 		}
-	}))
-	return up, e
+	})
 }
 
 // tunnelCounter is an Observer and TunnelObserver that counts.
@@ -612,4 +617,32 @@ func TestWebSocketSubprotocolIsNegotiatedEndToEnd(t *testing.T) {
 			t.Errorf("upstream chose %q (%v), want chat.v2", msg, err)
 		}
 	})
+}
+
+func TestWebSocketToATLSUpstreamOffersOnlyHTTP1(t *testing.T) {
+	cert := mustCert(t, "app.example.com")
+	echo := &wsEcho{ends: make(chan int, 4)}
+	sawProto := make(chan string, 1)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sawProto <- r.Proto
+		echo.handler().ServeHTTP(w, r)
+	}))
+	srv.EnableHTTP2 = true // it would speak HTTP/2 if the proxy offered it
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	up := UpstreamConfig{Name: "tls", Address: srv.Listener.Addr().String(), Protocol: ProtoH1, TLS: true, InsecureSkipVerify: true}
+	s := mustServer(t, oneService(t, cert, PoolConfig{Upstreams: []UpstreamConfig{up}}, Route{Pool: "p"}))
+	c, status, err := h3WebSocket(cert, mustAddr(t, s))(t, "/")
+	if err != nil || c == nil {
+		t.Fatalf("dial: %d, %v", status, err)
+	}
+	if err := c.send(context.Background(), []byte("over tls")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.recv(context.Background()); err != nil || string(got) != "over tls" {
+		t.Fatalf("echo: %q, %v", got, err)
+	}
+	if p := <-sawProto; p != "HTTP/1.1" {
+		t.Errorf("upstream saw %s, want HTTP/1.1", p)
+	}
 }
