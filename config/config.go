@@ -420,6 +420,15 @@ type RouteConfig struct {
 	Timeout time.Duration `yaml:"timeout"`
 	// Transforms rewrite the request and response.
 	Transforms TransformsConfig `yaml:"transforms"`
+	// WebSocket proxies WebSocket handshakes (HTTP/1.1 Upgrade, and
+	// extended CONNECT over HTTP/2 and HTTP/3) to the pool's HTTP/1.1
+	// upstreams. If left out, true (see DefaultWebSocket).
+	WebSocket *bool `yaml:"websocket"`
+	// Connect, if set, opens CONNECT tunnels to the destinations it
+	// allows. If nil, CONNECT is answered 405. See tunnel.go.
+	Connect *ConnectConfig `yaml:"connect"`
+	// Tunnel bounds the route's WebSocket and CONNECT tunnels.
+	Tunnel TunnelConfig `yaml:"tunnel"`
 }
 
 // MatchConfig is a request matcher. Every field set must match. At most one

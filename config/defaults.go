@@ -39,6 +39,7 @@ func (c *Config) setDefaults(present func(path string) bool) {
 		}
 		for j := range s.Routes {
 			def(d, fmt.Sprintf("%s.routes[%d].timeout", p, j), &s.Routes[j].Timeout, DefaultRouteTimeout)
+			s.Routes[j].setTunnelDefaults(d, fmt.Sprintf("%s.routes[%d]", p, j))
 		}
 	}
 

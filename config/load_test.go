@@ -143,6 +143,7 @@ pools:
 		Match: MatchConfig{PathPrefix: "/api/", Methods: []string{"GET"}, Headers: map[string]string{"X-A": "b"}},
 		Pool:  "api", Timeout: 30 * time.Second,
 		Transforms: TransformsConfig{StripPrefix: "/api", RequestHeaders: HeaderOps{Set: map[string]string{"X-B": "c"}, Remove: []string{"Cookie"}}},
+		Tunnel:     TunnelConfig{IdleTimeout: DefaultTunnelIdleTimeout},
 	}
 	if !reflect.DeepEqual(s.Routes[0], wantRoute) {
 		t.Errorf("route\ngot  %+v\nwant %+v", s.Routes[0], wantRoute)

@@ -636,6 +636,7 @@ func (v *validator) route(r *RouteConfig, rp string, pools map[string]string, us
 		used[r.Pool] = true
 	}
 	v.positiveDur(rp+".timeout", r.Timeout)
+	v.tunnel(r, rp)
 
 	m, mp := r.Match, rp+".match"
 	if m.Host != "" {

@@ -73,6 +73,12 @@ func mustPopulated(tb testing.TB) fixture {
 	m.ConnOpened("api", ProtoTCP)
 	m.ConnClosed("api", ProtoQUIC)
 
+	m.TunnelOpened("api", "chat", "websocket")
+	m.TunnelBytes("api", "chat", "websocket", "up", 100)
+	m.TunnelBytes("api", "chat", "websocket", "down", 250)
+	m.TunnelOpened("api", "chat", "websocket")
+	m.TunnelClosed("api", "chat", "websocket")
+
 	m.SetBreakerState("198.18.2.1:8080", "open")
 	m.SetBreakerState("198.18.2.2:8080", "closed")
 

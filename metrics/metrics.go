@@ -58,6 +58,7 @@ type Metrics struct {
 	reload   *reloadCollector
 	requests *requestMetrics
 	conns    *connMetrics
+	tunnels  *tunnelMetrics
 	breakers *breakerCollector
 	checks   *checkMetrics
 }
@@ -75,6 +76,7 @@ func New(opts Options) *Metrics {
 		reload:   newReloadCollector(),
 		requests: newRequestMetrics(),
 		conns:    newConnMetrics(),
+		tunnels:  newTunnelMetrics(),
 		breakers: newBreakerCollector(),
 		checks:   newCheckMetrics(),
 	}
@@ -85,6 +87,7 @@ func New(opts Options) *Metrics {
 		m.reload,
 		m.requests.total, m.requests.duration,
 		m.conns.open,
+		m.tunnels.open, m.tunnels.opened, m.tunnels.bytes,
 		m.breakers,
 		m.checks.total, m.checks.duration,
 	)
