@@ -63,6 +63,8 @@ type Config struct {
 	Services []ServiceConfig `yaml:"services"`
 	// Pools are the upstream pools that l7 routes name.
 	Pools []PoolConfig `yaml:"pools"`
+	// Proxy configures the userspace proxy (forwarding: proxy).
+	Proxy ProxyConfig `yaml:"proxy"`
 
 	// SHA256 is the hex SHA-256 of the file Parse read, so operators can
 	// tell which file is running (admin API, spooky_config_info). Not

@@ -1,0 +1,32 @@
+package config
+
+// DefaultProxyMaxSessions bounds the userspace proxy's session table when
+// the file does not: each session holds an upstream socket (a file
+// descriptor and about 2 KiB of kernel and spooky memory), so 65536
+// sessions cost some 130 MiB at most.
+const DefaultProxyMaxSessions = 65536
+
+// MaxProxyMaxSessions is the largest max_sessions accepted: each session
+// holds a file descriptor, and a process gets at most 1<<20 by default
+// (fs.nr_open).
+const MaxProxyMaxSessions = 1 << 20
+
+// ProxyConfig configures the userspace proxy that serves l4 services with
+// forwarding: proxy.
+type ProxyConfig struct {
+	// MaxSessions bounds the sessions (client address and backend, each
+	// with its own upstream socket) open at once over all proxy services.
+	// A datagram that needs a new session when the table is full is
+	// dropped and counted. If zero, 65536.
+	MaxSessions int `yaml:"max_sessions"`
+}
+
+func (c *Config) setProxyDefaults(d defaulter) {
+	def(d, "proxy.max_sessions", &c.Proxy.MaxSessions, DefaultProxyMaxSessions)
+}
+
+func (v *validator) proxy(c ProxyConfig) {
+	if c.MaxSessions <= 0 || c.MaxSessions > MaxProxyMaxSessions {
+		v.errorf("proxy.max_sessions", "max_sessions: %d is out of range 1..%d", c.MaxSessions, MaxProxyMaxSessions)
+	}
+}
