@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/spooky-lb/spooky/config"
+	"github.com/spooky-lb/spooky/forwarder"
 	"github.com/spooky-lb/spooky/health"
 )
 
@@ -83,6 +84,9 @@ type Status struct {
 	Config   ConfigInfo `json:"config"`
 	Services []Service  `json:"services"`
 	Pools    []Pool     `json:"pools"`
+	// Proxy are the userspace proxy's counters (forwarding: proxy); nil
+	// when the daemon serves no proxy-mode service.
+	Proxy *forwarder.ProxyStats `json:"proxy,omitempty"`
 }
 
 // ConfigInfo identifies the configuration in force.

@@ -58,6 +58,7 @@ type daemon struct {
 	log     *slog.Logger
 	health  *health.Registry
 	xdp     *xdpTier // nil without an interface
+	proxy   *proxyTier
 	l7      *l7Tier
 	ops     *opsTier
 	metrics *metrics.Metrics
@@ -116,7 +117,9 @@ func newDaemon(ctx context.Context, opts daemonOptions, cfg *config.Config, log 
 		}
 		d.tiers = append(d.tiers, d.xdp)
 	}
-	mo := metrics.Options{Health: d.health, Logger: log}
+	d.proxy = &proxyTier{p: forwarder.NewProxy(forwarder.ProxyOptions{Logger: log, Health: d.health})}
+	d.tiers = append(d.tiers, d.proxy)
+	mo := metrics.Options{Health: d.health, Logger: log, ProxyStats: d.proxy.p.Stats}
 	if d.xdp != nil {
 		mo.XDPStats = func() (*forwarder.Stats, error) { return forwarder.ReadStats(opts.pinRoot, opts.iface) }
 	}
@@ -224,11 +227,14 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 }
 
-// replanXDP re-applies the running config to the XDP tables: next hops and
-// backend health concern them only.
+// replanXDP re-applies the running config to the XDP tables and the
+// proxy's: next hops and backend health concern them only.
 func (d *daemon) replanXDP(ctx context.Context) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if err := d.proxy.apply(ctx, d.cfg); err != nil {
+		d.log.Error("refresh the proxy", "err", err)
+	}
 	if d.xdp == nil {
 		return
 	}
