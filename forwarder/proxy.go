@@ -123,6 +123,16 @@ func NewProxy(opts ProxyOptions) *Proxy {
 	return p
 }
 
+// proxyBackend is the proxy's routing decision for a datagram from src to
+// vip: the backend the Router chooses, exactly as XDP would send it there
+// (VerdictTX), or false to drop it (XDP would drop or pass it; the proxy
+// has no kernel stack to pass to). TestProxyDecisionParityWithXDP holds it
+// equal to lb.c.
+func proxyBackend(r *Router, src, vip netip.AddrPort, payload []byte) (uint32, bool) {
+	d := r.RouteDatagram(src, vip, payload)
+	return d.Backend, d.Verdict == VerdictTX
+}
+
 // Router returns the Router that decides the proxy's datagrams.
 func (p *Proxy) Router() *Router { return p.router }
 

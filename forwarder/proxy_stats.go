@@ -86,10 +86,10 @@ func (c *proxyCounters) add(e ProxyEvent, n uint64) { c.c[e].Add(n) }
 
 // proxyBackendCounters count what one backend received and answered.
 type proxyBackendCounters struct {
-	packets, bytes   atomic.Uint64
-	replies, rbytes  atomic.Uint64
-	sessions         atomic.Int64
-	_                [64]byte
+	packets, bytes  atomic.Uint64
+	replies, rbytes atomic.Uint64
+	sessions        atomic.Int64
+	_               [64]byte
 }
 
 // ProxyStats are the userspace proxy's counters since the daemon started.

@@ -263,12 +263,12 @@ func (w *proxyWorker) clientMessage(i int) {
 // decide makes the routing decision for one datagram and returns its
 // session, made if needed; nil drops the datagram (counted).
 func (w *proxyWorker) decide(i int, src netip.AddrPort, payload []byte) *proxySession {
-	d := w.p.router.RouteDatagram(src, w.svc.vip, payload)
-	if d.Verdict != VerdictTX {
+	backend, ok := proxyBackend(w.p.router, src, w.svc.vip, payload)
+	if !ok {
 		w.ctr.add(ProxyDropNoBackend, 1)
 		return nil
 	}
-	key := sessionKey{addr: src.Addr().As16(), port: src.Port(), backend: d.Backend}
+	key := sessionKey{addr: src.Addr().As16(), port: src.Port(), backend: backend}
 	if s := w.lastHit; s != nil && s.key == key {
 		s.last = w.now
 		return s
