@@ -298,13 +298,19 @@ func listenVIP(vip netip.AddrPort) (fd int, gro bool, err error) {
 	return fd, gro, nil
 }
 
-// proxySockBuf is the socket buffer size asked for: bursts of a few
-// milliseconds at line rate fit. The kernel caps it at net.core.*mem_max.
+// proxySockBuf is the VIP sockets' buffer size: bursts of a few
+// milliseconds at line rate fit.
 const proxySockBuf = 4 << 20
 
+// setBuffers sizes a VIP socket's buffers: past net.core.rmem_max if the
+// daemon may (SO_RCVBUFFORCE needs CAP_NET_ADMIN, socket(7)), else up to it.
 func setBuffers(fd int) {
-	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, proxySockBuf)
-	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, proxySockBuf)
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, proxySockBuf) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, proxySockBuf)
+	}
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, proxySockBuf) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, proxySockBuf)
+	}
 }
 
 // dialBackend opens a session's upstream socket, connected to backend so
