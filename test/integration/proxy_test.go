@@ -341,7 +341,9 @@ func TestProxyModeUnderAttach(t *testing.T) {
 		loop.mustWaitRequests(t, 3)
 		after := x.mustProxyStats(t)
 		ok, failures := loop.stop()
-		delta := func(m func(*forwarder.ProxyStats) map[string]uint64, k string) uint64 { return m(after)[k] - m(before)[k] }
+		delta := func(m func(*forwarder.ProxyStats) map[string]uint64, k string) uint64 {
+			return m(after)[k] - m(before)[k]
+		}
 		events := func(s *forwarder.ProxyStats) map[string]uint64 { return s.Events }
 		reasons := func(s *forwarder.ProxyStats) map[string]uint64 { return s.Reasons }
 		t.Logf("sent %d garbage datagrams (%d not QUIC, %d with a DCID over 20 octets); from_clients +%d, drop_not_quic_strict +%d, cid_too_long +%d, drop_no_backend +%d; %d requests ok meanwhile",
