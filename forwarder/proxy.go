@@ -50,6 +50,9 @@ type Proxy struct {
 	planner *Planner
 	router  *Router
 	workers int
+	// bufSize is the receive buffer of one datagram (or GRO batch):
+	// proxyBufSize, smaller only in tests of oversized datagrams.
+	bufSize int
 
 	maxSessions atomic.Int64
 	sessions    atomic.Int64
@@ -112,6 +115,7 @@ func NewProxy(opts ProxyOptions) *Proxy {
 	p := &Proxy{
 		log: log, planner: pl, router: NewRouter(&Desired{}, nil),
 		workers:   opts.Workers,
+		bufSize:   proxyBufSize,
 		services:  map[string]*proxyService{},
 		vipRoutes: map[netip.Addr]*vipRoute{},
 	}

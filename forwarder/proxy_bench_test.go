@@ -82,11 +82,21 @@ func BenchmarkProxyForwarding(b *testing.B) {
 		{name: "spooky", start: func(tb testing.TB) *benchProc { return l.startSpooky(tb, spooky, dir) }},
 		{name: "nginx", start: func(tb testing.TB) *benchProc { return l.startNginx(tb, nginx, streamMod, dir) }},
 		{name: "relay", start: func(tb testing.TB) *benchProc { return l.startRelay(tb) }},
+		// spooky where the kernel does not coalesce: each datagram is
+		// received, decided and sent alone, as for a client whose
+		// datagrams arrive interleaved with many others'.
+		{name: "spooky-nogro", start: func(tb testing.TB) *benchProc {
+			l.setGRO(tb, false)
+			p := l.startSpooky(tb, spooky, dir)
+			stop := p.stop
+			p.stop = func() { stop(); l.setGRO(tb, true) }
+			return p
+		}},
 	}
 	flow := l.frame(true)
 	b.ResetTimer()
 	for range b.N {
-		for round := range 2 {
+		for round := range 3 {
 			for _, v := range variants {
 				l.measure(b, v, flow, 0, round == 0)
 			}
@@ -97,7 +107,7 @@ func BenchmarkProxyForwarding(b *testing.B) {
 	}
 	b.StopTimer()
 
-	sp, ng, re := variants[0], variants[1], variants[2]
+	sp, ng, re, nogro := variants[0], variants[1], variants[2], variants[3]
 	for _, v := range variants {
 		b.ReportMetric(v.pps, v.name+"-pps")
 		b.ReportMetric(v.cpuNs, v.name+"-cpu-ns/datagram")
@@ -112,6 +122,7 @@ func BenchmarkProxyForwarding(b *testing.B) {
 	b.ReportMetric(sp.pps/re.pps, "spooky-x-relay")
 	b.ReportMetric(sp.memPerSession, "spooky-rss-bytes/session")
 	b.ReportMetric(sp.slabPerSession, "kernel-slab-bytes/session")
+	b.ReportMetric(nogro.pps/re.pps, "spooky-nogro-x-relay")
 	b.Logf("spooky/nginx %.2fx (target ≥ 3: %s), spooky/relay %.2fx (target ≥ 1.3: %s); sessions: %.0f B resident + %.0f B kernel slab each",
 		sp.pps/ng.pps, met(sp.pps/ng.pps >= 3), sp.pps/re.pps, met(sp.pps/re.pps >= 1.3), sp.memPerSession, sp.slabPerSession)
 }
@@ -121,6 +132,13 @@ func met(ok bool) string {
 		return "met"
 	}
 	return "NOT met"
+}
+
+func (l *proxyBenchLab) setGRO(tb testing.TB, on bool) {
+	tb.Helper()
+	if err := l.lab.LB.SetGRO(on); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 // proxyBenchVariant is one forwarder and what was measured of it.

@@ -119,7 +119,8 @@ func mustClient(tb testing.TB, local string, to netip.AddrPort) *client {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { unix.Close(fd) })
+	c := &client{fd: fd, buf: make([]byte, 65536)}
+	tb.Cleanup(c.close)
 	if err := unix.Bind(fd, toSockaddr(netip.AddrPortFrom(netip.MustParseAddr(local), 0))); err != nil {
 		tb.Fatal(err)
 	}
@@ -130,7 +131,15 @@ func mustClient(tb testing.TB, local string, to netip.AddrPort) *client {
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		tb.Fatal(err)
 	}
-	return &client{fd: fd, buf: make([]byte, 65536)}
+	return c
+}
+
+// close closes the socket once.
+func (c *client) close() {
+	if c.fd >= 0 {
+		unix.Close(c.fd)
+		c.fd = -1
+	}
 }
 
 // roundTrip sends msg and returns the reply, or "" if none came in 2s.
@@ -434,4 +443,76 @@ func TestProxyRelaysGROBatchesWithGSO(t *testing.T) {
 	if st.Events["gro_receives"] == 0 || st.Events["gso_sends"] == 0 {
 		t.Errorf("events %v: want the ten datagrams received as one GRO message and sent as one GSO send", st.Events)
 	}
+}
+
+func TestProxyDropsAndCountsOversizedDatagrams(t *testing.T) {
+	a := mustEchoBackend(t, "a", "127.0.0.11:0")
+	vip := freeUDPPort(t, "127.0.0.10")
+	p := NewProxy(ProxyOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Workers: 1})
+	p.bufSize = 1500 // a datagram past it arrives truncated (MSG_TRUNC)
+	if err := p.Apply(context.Background(), mustProxyConfig(t, proxyTestConfig(vip, "", a))); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	c := mustClient(t, "127.0.9.1", vip)
+	tv := unix.Timeval{Usec: 200000}
+	_ = unix.SetsockoptTimeval(c.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	big := make([]byte, 3000)
+	big[0] = 0x40
+	if r := c.roundTrip(big); r != "" {
+		t.Fatalf("an oversized datagram was relayed: %d octets back", len(r))
+	}
+	if r := c.roundTrip(big[:1000]); backendOf(r) != "a" {
+		t.Fatalf("a datagram that fits: reply %q", r)
+	}
+	st := p.Stats()
+	if st.Events["drop_oversized"] != 1 || a.got.Load() != 1 {
+		t.Errorf("drop_oversized %d, backend got %d; want 1 and 1", st.Events["drop_oversized"], a.got.Load())
+	}
+}
+
+func TestProxyReloadAddsAndRemovesServicesAndCloseLeavesNothing(t *testing.T) {
+	goroutines, fds := runtime.NumGoroutine(), openFDs(t)
+	a := mustEchoBackend(t, "a", "127.0.0.11:0")
+	vip1, vip2 := freeUDPPort(t, "127.0.0.10"), freeUDPPort(t, "127.0.0.20")
+	one := proxyTestConfig(vip1, "", a)
+	two := one + strings.Replace(strings.SplitN(proxyTestConfig(vip2, "", a), "services:\n", 2)[1], "name: udp", "name: udp2", 1)
+	p := NewProxy(ProxyOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Workers: 2})
+	if err := p.Apply(context.Background(), mustProxyConfig(t, one)); err != nil {
+		t.Fatal(err)
+	}
+	c1 := mustClient(t, "127.0.10.1", vip1)
+	if backendOf(c1.roundTrip([]byte("x"))) != "a" {
+		t.Fatal("no reply from the first service")
+	}
+	if err := p.Apply(context.Background(), mustProxyConfig(t, two)); err != nil {
+		t.Fatal(err)
+	}
+	c2 := mustClient(t, "127.0.10.2", vip2)
+	if backendOf(c2.roundTrip([]byte("x"))) != "a" {
+		t.Fatal("no reply from the added service")
+	}
+	if err := p.Apply(context.Background(), mustProxyConfig(t, strings.Replace(proxyTestConfig(vip2, "", a), "name: udp", "name: udp2", 1))); err != nil {
+		t.Fatal(err)
+	}
+	if backendOf(c2.roundTrip([]byte("y"))) != "a" {
+		t.Fatal("the kept service stopped answering")
+	}
+	if st := p.Stats(); st.Events["sessions_created"] != 2 || len(st.Services) != 1 {
+		t.Errorf("sessions created %d, services %d: the kept service's session must survive the reload", st.Events["sessions_created"], len(st.Services))
+	}
+	tv := unix.Timeval{Usec: 200000}
+	_ = unix.SetsockoptTimeval(c1.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	if r := c1.roundTrip([]byte("z")); r != "" {
+		t.Errorf("the removed service still answers: %q", r)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	a.conn.Close()
+	c1.close()
+	c2.close()
+	waitFor(t, "the proxy's goroutines and sockets to be gone", func() bool {
+		return runtime.NumGoroutine() <= goroutines && openFDs(t) <= fds
+	})
 }

@@ -87,17 +87,13 @@ func newProxyWorker(p *Proxy, svc *proxyService, ctr *proxyCounters) (*proxyWork
 	w := &proxyWorker{
 		p: p, svc: svc, fd: fd, gro: gro, gso: true, ep: -1, wake: -1,
 		sessions: map[sessionKey]*proxySession{},
-		rx:       newRxBatch(proxyBatch, proxyBufSize),
+		rx:       newRxBatch(proxyBatch, p.bufSize),
 		rxUp:     newRxBatch(proxyBatch, proxyBufSize),
 		tx:       newTxBatch(proxyBatch),
 		txc:      newTxBatch(proxyBatch),
 		events:   make([]unix.EpollEvent, 128),
 		ctr:      ctr,
 		done:     make(chan struct{}),
-	}
-	if !gro {
-		// Without GRO a datagram never exceeds the largest UDP payload.
-		w.rx = newRxBatch(proxyBatch, proxyBufSize)
 	}
 	if w.ep, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
 		w.closeFDs()

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/spooky-lb/spooky/cid"
 	"github.com/spooky-lb/spooky/forwarder"
@@ -437,16 +439,47 @@ func TestProxyModeUnderAttach(t *testing.T) {
 	})
 }
 
-// localRoutes returns `ip route show table local` of both families in h.
+// localRoutes lists the destinations of h's routes in table local, as
+// `ip route show table local` would (one per line, "ADDR " each), read
+// through netlink: CI has no iproute2.
 func localRoutes(tb testing.TB, h *netns.Host) string {
 	tb.Helper()
 	var out strings.Builder
-	for _, fam := range []string{"-4", "-6"} {
-		b, err := h.Command("ip", fam, "route", "show", "table", "local").CombinedOutput()
+	err := h.Do(func() error {
+		routes, err := netlink.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_LOCAL}, netlink.RT_FILTER_TABLE)
 		if err != nil {
-			tb.Fatalf("ip route: %v\n%s", err, b)
+			return err
 		}
-		out.Write(b)
+		for _, r := range routes {
+			if r.Dst != nil {
+				fmt.Fprintf(&out, "%s %s\n", r.Dst.IP, r.Dst)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		tb.Fatalf("list local routes in %s: %v", h, err)
+	}
+	return out.String()
+}
+
+// loAddrs lists the addresses on h's lo.
+func loAddrs(tb testing.TB, h *netns.Host) string {
+	tb.Helper()
+	var out strings.Builder
+	err := h.Do(func() error {
+		lo, err := netlink.LinkByName("lo")
+		if err != nil {
+			return err
+		}
+		addrs, err := netlink.AddrList(lo, netlink.FAMILY_ALL)
+		for _, a := range addrs {
+			fmt.Fprintln(&out, a.IP)
+		}
+		return err
+	})
+	if err != nil {
+		tb.Fatalf("list lo's addresses in %s: %v", h, err)
 	}
 	return out.String()
 }
@@ -474,9 +507,8 @@ func TestProxyModeUnderServe(t *testing.T) {
 		}
 	}
 	d.mustStop(t)
-	out, err := x.LB.Command("ip", "-6", "addr", "show", "dev", "lo").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), netns.VIPv6.String()) {
-		t.Errorf("the operator's %s on lo is gone after spooky stopped: %v\n%s", netns.VIPv6, err, out)
+	if out := loAddrs(t, x.LB); !strings.Contains(out, netns.VIPv6.String()+"\n") {
+		t.Errorf("the operator's %s on lo is gone after spooky stopped:\n%s", netns.VIPv6, out)
 	}
 	if routes := localRoutes(t, x.LB); strings.Contains(routes, netns.VIPv4.String()+" ") {
 		t.Errorf("the local route of %s outlived spooky:\n%s", netns.VIPv4, routes)
