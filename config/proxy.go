@@ -2,8 +2,8 @@ package config
 
 // DefaultProxyMaxSessions bounds the userspace proxy's session table when
 // the file does not: each session holds an upstream socket (a file
-// descriptor and about 2 KiB of kernel and spooky memory), so 65536
-// sessions cost some 130 MiB at most.
+// descriptor, a local port and about 4 KiB of kernel and spooky memory,
+// docs/benchmarks.md), so 65536 sessions cost some 250 MiB at most.
 const DefaultProxyMaxSessions = 65536
 
 // MaxProxyMaxSessions is the largest max_sessions accepted: each session
@@ -17,7 +17,9 @@ type ProxyConfig struct {
 	// MaxSessions bounds the sessions (client address and backend, each
 	// with its own upstream socket) open at once over all proxy services.
 	// A datagram that needs a new session when the table is full is
-	// dropped and counted. If zero, 65536.
+	// dropped and counted. Each session's socket also takes a local port,
+	// so net.ipv4.ip_local_port_range (28232 ports by default) bounds
+	// the sessions per source address of the host as well. If zero, 65536.
 	MaxSessions int `yaml:"max_sessions"`
 }
 

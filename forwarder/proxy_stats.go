@@ -33,6 +33,9 @@ const (
 	// ProxyDropSendFailed: the kernel refused a send (a full socket
 	// buffer, a route gone); the datagram is lost as a full queue loses it.
 	ProxyDropSendFailed
+	// ProxyDropNoLocalPort: a new session's socket found no free local
+	// port (each takes one from net.ipv4.ip_local_port_range).
+	ProxyDropNoLocalPort
 	// ProxyBackendUnreachable: an ICMP error from a backend or its path;
 	// the session is closed.
 	ProxyBackendUnreachable
@@ -52,7 +55,7 @@ const (
 
 var proxyEventNames = [numProxyEvents]string{
 	"from_clients", "to_backends", "replies",
-	"drop_no_backend", "drop_session_table_full", "drop_oversized", "drop_send_failed",
+	"drop_no_backend", "drop_session_table_full", "drop_oversized", "drop_send_failed", "drop_no_local_port",
 	"backend_unreachable",
 	"sessions_created", "sessions_expired", "sessions_closed",
 	"gro_receives", "gso_sends",

@@ -298,9 +298,13 @@ func (w *proxyWorker) open(key sessionKey, client *unix.RawSockaddrInet6, client
 	fd, err := dialBackend(t.addr, w.gro)
 	if err != nil {
 		w.p.releaseSession()
-		if backendUnreachable(err) {
+		switch {
+		case backendUnreachable(err):
 			w.ctr.add(ProxyBackendUnreachable, 1)
-		} else {
+		case errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EADDRNOTAVAIL):
+			// connect(2) of an unbound UDP socket: no free local port.
+			w.ctr.add(ProxyDropNoLocalPort, 1)
+		default:
 			w.ctr.add(ProxyDropSendFailed, 1)
 		}
 		w.p.log.Debug("open session", "service", w.svc.name, "backend", t.name, "err", err)
