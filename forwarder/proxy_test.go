@@ -16,7 +16,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/spooky-lb/spooky/cid"
 	"github.com/spooky-lb/spooky/config"
+	"github.com/spooky-lb/spooky/health"
 )
 
 // These tests run the proxy on loopback addresses of the test's own host
@@ -314,39 +316,71 @@ func TestProxySessionsExpireAfterFlowTimeout(t *testing.T) {
 	waitFor(t, "the idle session to expire", func() bool {
 		return p.Stats().Sessions == 0 && p.Stats().Events["sessions_expired"] == 1
 	})
+	// Its flow table entry went with it, as XDP's sweep expires flows.
+	if n := p.router.Flows(); n != 0 {
+		t.Errorf("%d flows left in the flow table after the session expired", n)
+	}
 }
 
 // TestProxyHotPathDoesNotAllocate relays datagrams of an established
-// session both ways: nothing in the proxy may allocate per datagram.
+// session both ways, by each routing path: nothing in the proxy may
+// allocate per datagram.
 func TestProxyHotPathDoesNotAllocate(t *testing.T) {
-	a := mustEchoBackend(t, "a", "127.0.0.11:0")
-	// The echo backend allocates per reply (append); a raw one does not.
-	a.conn.Close()
 	sink := mustRawEcho(t, "127.0.0.13")
 	vip := freeUDPPort(t, "127.0.0.10")
+	key := []byte{0x8f, 0x95, 0xf0, 0x92, 0x45, 0x76, 0x5f, 0x80, 0x25, 0x69, 0x34, 0xe5, 0x0c, 0x66, 0x20, 0x7f}
 	cfg := fmt.Sprintf(`services:
   - {name: udp, address: %s, port: %d, forwarding: proxy, maglev_size: 1009,
-     backends: [{name: s, address: %s, port: %d}]}
-`, vip.Addr(), vip.Port(), sink.Addr(), sink.Port())
-	mustProxy(t, mustProxyConfig(t, cfg))
-	c := mustClient(t, "127.0.7.1", vip)
-	// A QUIC short header packet without a routable CID: the Router's
-	// flow table path.
-	msg := make([]byte, 1200)
-	msg[0] = 0x40
-	if c.roundTrip(msg) == "" {
-		t.Fatal("no reply")
+     cid: [{config_id: 0, server_id_len: 2, nonce_len: 6}, {config_id: 1, server_id_len: 2, nonce_len: 6, key: %x}],
+     backends: [{name: s, address: %s, port: %d, server_id: "0001"}]}
+`, vip.Addr(), vip.Port(), key, sink.Addr(), sink.Port())
+	p := mustProxy(t, mustProxyConfig(t, cfg))
+
+	quic := func(dcid []byte) []byte {
+		msg := make([]byte, 1200)
+		msg[0] = 0x40 // QUIC short header
+		copy(msg[1:], dcid)
+		return msg
 	}
-	allocs := testing.AllocsPerRun(500, func() {
-		if _, err := unix.Write(c.fd, msg); err != nil {
-			t.Fatal(err)
-		}
-		if n, err := unix.Read(c.fd, c.buf); err != nil || n != len(msg) {
-			t.Fatalf("reply of %d octets (%v), want %d", n, err, len(msg))
-		}
-	})
-	if allocs != 0 {
-		t.Errorf("%.2f allocations per datagram relayed both ways, want 0", allocs)
+	enc, err := cid.NewEncoder(cid.Config{ID: 1, ServerIDLen: 2, NonceLen: 6, Key: key}, []byte{0, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	encrypted, err := enc.Encode(nil, []byte{1, 2, 3, 4, 5, 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range []struct {
+		path string
+		msg  []byte
+	}{
+		{"flow table", quic([]byte{0xe0, 1, 2, 3, 4, 5, 6, 7, 8})}, // codepoint 7: no config
+		{"plaintext cid", quic([]byte{0x00, 0x00, 0x01, 1, 2, 3, 4, 5, 6})},
+		{"encrypted cid", quic(encrypted)},
+	} {
+		t.Run("by "+c.path, func(t *testing.T) {
+			cl := mustClient(t, fmt.Sprintf("127.0.7.%d", i+1), vip)
+			if cl.roundTrip(c.msg) == "" {
+				t.Fatal("no reply")
+			}
+			allocs := testing.AllocsPerRun(500, func() {
+				if _, err := unix.Write(cl.fd, c.msg); err != nil {
+					t.Fatal(err)
+				}
+				if n, err := unix.Read(cl.fd, cl.buf); err != nil || n != len(c.msg) {
+					t.Fatalf("reply of %d octets (%v), want %d", n, err, len(c.msg))
+				}
+			})
+			if allocs != 0 {
+				t.Errorf("%.2f allocations per datagram relayed both ways, want 0", allocs)
+			}
+		})
+	}
+	// Each path was taken: the flow table's datagrams found no CID config,
+	// and the encrypted CID was decrypted once, then found in the cache.
+	r := p.Stats().Reasons
+	if r["cid_no_config"] < 500 || r["cid_cache_miss"] != 1 || r["tx"] < 1500 {
+		t.Errorf("reasons %v: want cid_no_config ≥ 500, cid_cache_miss 1, tx ≥ 1500", r)
 	}
 }
 
@@ -515,4 +549,31 @@ func TestProxyReloadAddsAndRemovesServicesAndCloseLeavesNothing(t *testing.T) {
 	waitFor(t, "the proxy's goroutines and sockets to be gone", func() bool {
 		return runtime.NumGoroutine() <= goroutines && openFDs(t) <= fds
 	})
+}
+
+func TestProxyFollowsBackendHealth(t *testing.T) {
+	a := mustEchoBackend(t, "a", "127.0.0.11:0")
+	b := mustEchoBackend(t, "b", "127.0.0.12:0")
+	vip := freeUDPPort(t, "127.0.0.10")
+	reg := health.NewRegistry(nil)
+	p := NewProxy(ProxyOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Workers: 2, Health: reg})
+	cfg := mustProxyConfig(t, proxyTestConfig(vip, "", a, b))
+	if err := p.Apply(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	// b fails its checks; the daemon re-applies the config on a change.
+	reg.Report(health.Backend("udp", "b"), health.Active, health.Unhealthy, "test")
+	if err := p.Apply(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		c := mustClient(t, fmt.Sprintf("127.0.11.%d", i+1), vip)
+		if r := c.roundTrip([]byte("x")); backendOf(r) != "a" {
+			t.Fatalf("client %d: reply %q with b unhealthy, want a", i, r)
+		}
+	}
+	if b.got.Load() != 0 {
+		t.Errorf("the unhealthy backend got %d datagrams", b.got.Load())
+	}
 }

@@ -493,6 +493,8 @@ func (w *proxyWorker) sweep() {
 	timeout := w.svc.timeout.Load()
 	for _, s := range w.slots {
 		if s != nil && w.now-s.last > timeout {
+			src := netip.AddrPortFrom(netip.AddrFrom16(s.key.addr).Unmap(), s.key.port)
+			w.p.router.expireFlow(w.svc.vip, src, s.key.backend)
 			w.close(s, ProxySessionsExpired)
 		}
 	}
