@@ -383,9 +383,10 @@ func (w *proxyWorker) flushBackend() {
 		w.sessionError(s, err)
 	case errors.Is(err, unix.EMSGSIZE):
 		w.ctr.add(ProxyDropOversized, 1)
-	case errors.Is(err, unix.EIO) && gso > 0:
-		// The route's device cannot segment (no checksum offload):
-		// send datagrams one by one from now on.
+	case (errors.Is(err, unix.EIO) || errors.Is(err, unix.EINVAL)) && gso > 0:
+		// The route's device cannot segment (EIO: no checksum offload),
+		// or the segments do not fit its MTU (EINVAL, udp(7)): send
+		// datagrams one by one from now on.
 		w.gso = false
 		w.p.log.Info("udp gso unavailable toward a backend; sending datagrams one by one", "service", w.svc.name, "err", err)
 	}
@@ -456,7 +457,7 @@ func (w *proxyWorker) flushClients() {
 		return
 	}
 	w.ctr.add(ProxyDropSendFailed, queued-ok)
-	if errors.Is(err, unix.EIO) && gso > 0 {
+	if (errors.Is(err, unix.EIO) || errors.Is(err, unix.EINVAL)) && gso > 0 {
 		w.gso = false
 		w.p.log.Info("udp gso unavailable toward clients; sending datagrams one by one", "service", w.svc.name, "err", err)
 	}
