@@ -447,12 +447,13 @@ func (l *proxyBenchLab) measureSetup(b *testing.B, v *proxyBenchVariant) {
 	if v.name != "spooky" {
 		return
 	}
-	sessions := float64(l.sessions(b))
+	st := l.stats(b)
+	sessions := float64(st.Sessions)
 	if sessions > 0 {
 		v.memPerSession = float64(procRSS(p.cmd.Process.Pid)-rss0) / sessions
 		v.slabPerSession = float64(slabBytes()-slab0) / sessions
 	}
-	b.Logf("spooky: %.0f sessions open after the new-flows run", sessions)
+	b.Logf("spooky: %.0f sessions open after the new-flows run; events %v", sessions, st.Events)
 }
 
 // waitSettled waits until read stops changing (the forwarder drained its
