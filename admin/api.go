@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/spooky-lb/spooky/config"
+	"github.com/spooky-lb/spooky/forwarder"
 	"github.com/spooky-lb/spooky/health"
 )
 
@@ -90,6 +91,9 @@ type Status struct {
 	Pools    []Pool     `json:"pools"`
 	// BGP is the BGP speaker's state; nil without a bgp section.
 	BGP *BGPStatus `json:"bgp,omitempty"`
+	// Proxy are the userspace proxy's counters (forwarding: proxy); nil
+	// when the daemon serves no proxy-mode service.
+	Proxy *forwarder.ProxyStats `json:"proxy,omitempty"`
 }
 
 // BGPStatus is what the daemon announces over BGP, and to whom.

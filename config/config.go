@@ -65,6 +65,8 @@ type Config struct {
 	Pools []PoolConfig `yaml:"pools"`
 	// BGP, if set, announces the VIPs to routers (config/bgp.go).
 	BGP *BGPConfig `yaml:"bgp"`
+	// Proxy configures the userspace proxy (forwarding: proxy).
+	Proxy ProxyConfig `yaml:"proxy"`
 
 	// SHA256 is the hex SHA-256 of the file Parse read, so operators can
 	// tell which file is running (admin API, spooky_config_info). Not

@@ -20,6 +20,7 @@ func (c *Config) setDefaults(present func(path string) bool) {
 	if c.BGP != nil {
 		c.BGP.setDefaults(d)
 	}
+	c.setProxyDefaults(d)
 
 	for i := range c.Services {
 		s := &c.Services[i]

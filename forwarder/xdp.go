@@ -275,12 +275,6 @@ func (x *XDP) Apply(ctx context.Context, cfg *config.Config) error {
 	for _, p := range d.Problems {
 		x.log.Warn("backend left out of the tables", "err", p)
 	}
-	for _, s := range cfg.Services {
-		if s.Mode == config.ModeL4 && s.Forwarding == config.ForwardingProxy {
-			x.log.Warn("service not served: forwarding proxy needs the userspace forwarder, which this version does not run",
-				"service", s.Name)
-		}
-	}
 	if err := x.syncer.Apply(d); err != nil {
 		return err
 	}

@@ -36,6 +36,9 @@ type Options struct {
 	// example forwarder.ReadStats for the attached interface). It is called
 	// once per scrape. If nil, no spooky_xdp_* metrics are exported.
 	XDPStats func() (*forwarder.Stats, error)
+	// ProxyStats reads the userspace proxy's counters, once per scrape.
+	// If nil, no spooky_proxy_* metrics are exported.
+	ProxyStats func() *forwarder.ProxyStats
 	// Health is the daemon's health registry, read once per scrape. If nil,
 	// no spooky_target_health* metrics are exported.
 	Health *health.Registry
@@ -93,6 +96,9 @@ func New(opts Options) *Metrics {
 	)
 	if opts.XDPStats != nil {
 		m.reg.MustRegister(newXDPCollector(opts.XDPStats, log))
+	}
+	if opts.ProxyStats != nil {
+		m.reg.MustRegister(newProxyCollector(opts.ProxyStats))
 	}
 	if opts.Health != nil {
 		m.reg.MustRegister(newHealthCollector(opts.Health))

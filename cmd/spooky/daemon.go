@@ -58,6 +58,7 @@ type daemon struct {
 	log     *slog.Logger
 	health  *health.Registry
 	xdp     *xdpTier // nil without an interface
+	proxy   *proxyTier
 	l7      *l7Tier
 	ops     *opsTier
 	bgp     *bgpTier
@@ -121,8 +122,10 @@ func newDaemon(ctx context.Context, opts daemonOptions, cfg *config.Config, log 
 		}
 		d.tiers = append(d.tiers, d.xdp)
 	}
+	d.proxy = &proxyTier{p: forwarder.NewProxy(forwarder.ProxyOptions{Logger: log, Health: d.health})}
+	d.tiers = append(d.tiers, d.proxy)
 	d.bgp = &bgpTier{log: log, health: d.health, l4: d.xdp != nil}
-	mo := metrics.Options{Health: d.health, Logger: log, BGP: func() *metrics.BGPState {
+	mo := metrics.Options{Health: d.health, Logger: log, ProxyStats: d.proxy.p.Stats, BGP: func() *metrics.BGPState {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		return d.bgp.metricsState(ctx)
@@ -242,11 +245,14 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 }
 
-// replanXDP re-applies the running config to the XDP tables: next hops and
-// backend health concern them only.
+// replanXDP re-applies the running config to the XDP tables and the
+// proxy's: next hops and backend health concern them only.
 func (d *daemon) replanXDP(ctx context.Context) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if err := d.proxy.apply(ctx, d.cfg); err != nil {
+		d.log.Error("refresh the proxy", "err", err)
+	}
 	if d.xdp == nil {
 		return
 	}

@@ -11,17 +11,21 @@ import (
 	"github.com/spooky-lb/spooky/forwarder"
 )
 
-// statsCommand prints the XDP counters of an interface from its pinned maps.
+// statsCommand prints the XDP counters of an interface from its pinned
+// maps, or with --proxy the userspace proxy's counters from the daemon.
 func statsCommand(e env) *cli.Command {
 	return &cli.Command{
 		Name:      "stats",
-		Usage:     "print the XDP counters of IFACE (per VIP, per backend, per reason)",
+		Usage:     "print the XDP counters of IFACE (per VIP, per backend, per reason), or with --proxy the userspace proxy's",
 		ArgsUsage: "IFACE",
-		Flags: []cli.Flag{
+		Flags: append(adminFlags(),
 			pinRootFlag,
-			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
-		},
+			&cli.BoolFlag{Name: "proxy", Usage: "print the running daemon's userspace proxy counters (forwarding: proxy) instead; takes no IFACE"},
+		),
 		Action: func(c *cli.Context) error {
+			if c.Bool("proxy") {
+				return proxyStats(e, c)
+			}
 			iface, err := ifaceArg(c, "stats")
 			if err != nil {
 				return err

@@ -16,7 +16,7 @@ import (
 )
 
 // bgpTier announces, over BGP, the host route of every VIP this daemon can
-// serve: one it serves (l7 always; l4 when the XDP path is attached) with
+// serve: one it serves (l7 and proxy always; other l4 when the XDP path is attached) with
 // at least one healthy backend or upstream. Routers then spread the VIP's
 // flows over every host that announces it (DESIGN.md, "Scale-out"). The
 // daemon calls its methods with its lock held.
@@ -132,8 +132,9 @@ func (t *bgpTier) serves(s *config.ServiceConfig) bool {
 	if s.Mode == config.ModeL7 {
 		return true
 	}
-	// Proxy services have no forwarder in the daemon yet.
-	return t.l4 && s.Forwarding != config.ForwardingProxy
+	// The userspace proxy serves forwarding: proxy under attach and
+	// serve alike; the other l4 services need the XDP path.
+	return s.Forwarding == config.ForwardingProxy || t.l4
 }
 
 // usable reports whether s has a target that takes new connections:

@@ -76,21 +76,20 @@ func TestBGPTierAnnouncesEachServedVIPWithAHealthyTargetOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Two services share 198.18.0.10: one route. The proxy service has
-	// no forwarder yet, so it is not announced.
-	if got := desiredPrefixes(t, tier); !slices.Equal(got, []string{"198.18.0.10/32", "2001:db8::20/128"}) {
+	// Two services share 198.18.0.10: one route.
+	if got := desiredPrefixes(t, tier); !slices.Equal(got, []string{"198.18.0.10/32", "198.18.0.30/32", "2001:db8::20/128"}) {
 		t.Fatalf("announces %v", got)
 	}
 	if r := routes[0]; !slices.Equal(r.Communities, []uint32{65001<<16 | 100}) || !r.HasMED || r.MED != 10 || r.NextHop.IsValid() {
 		t.Errorf("route %v: want community 65001:100, MED 10, the session's own next hop", r)
 	}
-	if r := routes[1]; r.NextHop.String() != "2001:db8::11" || len(r.Communities) != 0 || r.HasMED {
+	if r := routes[2]; r.NextHop.String() != "2001:db8::11" || len(r.Communities) != 0 || r.HasMED {
 		t.Errorf("route %v: want next hop 2001:db8::11 and no attributes", r)
 	}
 
-	t.Run("without XDP only l7 VIPs are served", func(t *testing.T) {
+	t.Run("without XDP only l7 and proxy VIPs are served", func(t *testing.T) {
 		serve := &bgpTier{log: tier.log, health: reg, cfg: cfg}
-		if got := desiredPrefixes(t, serve); !slices.Equal(got, []string{"2001:db8::20/128"}) {
+		if got := desiredPrefixes(t, serve); !slices.Equal(got, []string{"198.18.0.30/32", "2001:db8::20/128"}) {
 			t.Errorf("spooky serve announces %v", got)
 		}
 	})
@@ -102,7 +101,7 @@ func TestBGPTierAnnouncesEachServedVIPWithAHealthyTargetOnce(t *testing.T) {
 			t.Errorf("announces %v: web-alt still has a healthy backend", got)
 		}
 		reg.Report(health.Backend("web-alt", "b1"), health.Active, health.Unhealthy, "down")
-		if got := desiredPrefixes(t, tier); !slices.Equal(got, []string{"2001:db8::20/128"}) {
+		if got := desiredPrefixes(t, tier); !slices.Equal(got, []string{"198.18.0.30/32", "2001:db8::20/128"}) {
 			t.Errorf("announces %v with no usable backend at 198.18.0.10", got)
 		}
 		reg.Clear(health.Backend("web", "b2"), health.Operator)
@@ -125,7 +124,7 @@ func TestBGPTierAnnouncesEachServedVIPWithAHealthyTargetOnce(t *testing.T) {
 			t.Errorf("withdrawn, announces %v", got)
 		}
 		tier.withdrawn = false
-		if got := desiredPrefixes(t, tier); len(got) != 2 {
+		if got := desiredPrefixes(t, tier); len(got) != 3 {
 			t.Errorf("undrained, announces %v", got)
 		}
 		tier.stopping = true
