@@ -144,12 +144,33 @@ func (c *client) close() {
 	}
 }
 
+// write sends msg. The raw syscalls are retried on EINTR: the Go
+// runtime's preemption signal (SIGURG) interrupts a blocked read.
+func (c *client) write(msg []byte) (int, error) {
+	for {
+		n, err := unix.Write(c.fd, msg)
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
+}
+
+// read receives one datagram into c.buf, retrying on EINTR.
+func (c *client) read() (int, error) {
+	for {
+		n, err := unix.Read(c.fd, c.buf)
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
+}
+
 // roundTrip sends msg and returns the reply, or "" if none came in 2s.
 func (c *client) roundTrip(msg []byte) string {
-	if _, err := unix.Write(c.fd, msg); err != nil {
+	if _, err := c.write(msg); err != nil {
 		return ""
 	}
-	n, err := unix.Read(c.fd, c.buf)
+	n, err := c.read()
 	if err != nil || n < 0 {
 		return ""
 	}
@@ -364,10 +385,10 @@ func TestProxyHotPathDoesNotAllocate(t *testing.T) {
 				t.Fatal("no reply")
 			}
 			allocs := testing.AllocsPerRun(500, func() {
-				if _, err := unix.Write(cl.fd, c.msg); err != nil {
+				if _, err := cl.write(c.msg); err != nil {
 					t.Fatal(err)
 				}
-				if n, err := unix.Read(cl.fd, cl.buf); err != nil || n != len(c.msg) {
+				if n, err := cl.read(); err != nil || n != len(c.msg) {
 					t.Fatalf("reply of %d octets (%v), want %d", n, err, len(c.msg))
 				}
 			})
@@ -465,7 +486,7 @@ func TestProxyRelaysGROBatchesWithGSO(t *testing.T) {
 		t.Skipf("the kernel refuses UDP_SEGMENT on loopback: %v", err)
 	}
 	for i := range 10 {
-		n, err := unix.Read(c.fd, c.buf)
+		n, err := c.read()
 		if err != nil || n != 102 {
 			t.Fatalf("reply %d: %d octets (%v), want 102", i, n, err)
 		}
