@@ -125,7 +125,10 @@ func (d Decision) String() string {
 // the packets it routes exactly as one CPU's flow_cache and the cid_cache
 // map do in XDP. It is safe for concurrent use.
 type Router struct {
-	state  atomic.Pointer[routeState]
+	// behindXDP: the Router is the slow path, deciding what XDP
+	// redirected to it, not a mirror of XDP without sockets.
+	behindXDP bool
+	state     atomic.Pointer[routeState]
 	tables routeTables
 	counts [bpf.NumReasons]atomic.Uint64
 }
@@ -429,6 +432,10 @@ func (r *Router) route(p *datagram, q []byte, ev ReasonSet) Decision {
 	if vip.info.Mode != bpf.ModeL4 {
 		return r.record(Decision{Verdict: VerdictPass, Reason: reasonPassL7, Events: ev})
 	}
+	if vip.info.Flags&bpf.VIPUserspace != 0 && !r.behindXDP {
+		// XDP found no socket on the queue and decides itself.
+		ev.add(reasonSlowPathNoSocket)
+	}
 	if d, ok := parseQUIC(q); ok {
 		if dec, done := r.routeCID(st, p, vip, q, d, &ev); done {
 			return r.record(dec)
@@ -524,6 +531,10 @@ func (r *Router) routeCID(st *routeState, p *datagram, vip *routeVIP, q []byte, 
 			ev.add(reasonCIDCacheMiss)
 			if vip.decoder != nil {
 				return r.decrypt(st, vip, k, dcid, ev)
+			}
+			if vip.info.Flags&bpf.VIPSlowPath != 0 {
+				// Mirrors slow_path with no socket on the queue.
+				ev.add(reasonSlowPathNoSocket)
 			}
 			if vip.info.Flags&bpf.VIPCIDMissPass != 0 {
 				return Decision{Verdict: VerdictPass, Reason: reasonPassCIDCacheMiss, Events: *ev}, true
