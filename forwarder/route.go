@@ -129,8 +129,8 @@ type Router struct {
 	// redirected to it, not a mirror of XDP without sockets.
 	behindXDP bool
 	state     atomic.Pointer[routeState]
-	tables routeTables
-	counts [bpf.NumReasons]atomic.Uint64
+	tables    routeTables
+	counts    [bpf.NumReasons]atomic.Uint64
 }
 
 // routeState is what the maps that Go writes hold: vips, backends,
