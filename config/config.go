@@ -63,6 +63,8 @@ type Config struct {
 	Services []ServiceConfig `yaml:"services"`
 	// Pools are the upstream pools that l7 routes name.
 	Pools []PoolConfig `yaml:"pools"`
+	// SlowPath tunes the routing of encrypted connection IDs (slowpath.go).
+	SlowPath SlowPathConfig `yaml:"slow_path"`
 
 	// SHA256 is the hex SHA-256 of the file Parse read, so operators can
 	// tell which file is running (admin API, spooky_config_info). Not

@@ -17,6 +17,7 @@ func (c *Config) setDefaults(present func(path string) bool) {
 		def(d, "admin.socket", &c.Admin.Socket, DefaultAdminSocket)
 	}
 	def(d, "metrics.path", &c.Metrics.Path, DefaultMetricsPath)
+	c.SlowPath.setDefaults(d)
 
 	for i := range c.Services {
 		s := &c.Services[i]

@@ -195,6 +195,7 @@ func (v *validator) config(c *Config) {
 	oneOf(v, "log.format", c.Log.Format, "text", "json")
 	v.admin(c.Admin)
 	v.metrics(c.Metrics)
+	v.slowPath(c.SlowPath)
 
 	pools := map[string]string{} // name → path
 	for i := range c.Pools {
