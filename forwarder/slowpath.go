@@ -331,7 +331,7 @@ func (s *slowStats) store(objs *bpf.LBObjects) error {
 }
 
 // slowStatsEvery is how often the counters reach slow_path_stats.
-const slowStatsEvery = time.Second
+const slowStatsEvery = 200 * time.Millisecond
 
 func (sp *SlowPath) flushStats() {
 	defer sp.wg.Done()

@@ -33,6 +33,8 @@ type VIPStats struct {
 	CIDCache uint64         `json:"by_cid_cache"`
 	Flow     uint64         `json:"by_flow"`
 	Maglev   uint64         `json:"by_maglev"`
+	// SlowPath are the VIP's datagrams XDP handed to Go (stats_slowpath.go).
+	SlowPath SlowPathStats `json:"slow_path"`
 }
 
 // BackendStats are one backend slot's counters.
@@ -90,10 +92,17 @@ func ReadStats(root, iface string) (*Stats, error) {
 			v.Flow += c.Flow
 			v.Maglev += c.Maglev
 		}
+		for _, c := range per {
+			v.SlowPath.Redirected += c.SlowPath
+			v.SlowPath.Limited += c.SlowPathLimited
+		}
 		st.VIPs = append(st.VIPs, v)
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("iterate vips: %w", err)
+	}
+	if err := readSlowPathStats(root, iface, st.VIPs); err != nil {
+		return nil, err
 	}
 	sort.Slice(st.VIPs, func(i, j int) bool { return st.VIPs[i].ID < st.VIPs[j].ID })
 

@@ -47,6 +47,7 @@ func printStats(e env, st *forwarder.Stats) {
 	for _, v := range st.VIPs {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t\n", orDash(v.Service), v.Address, v.Mode, v.Packets, v.Bytes, v.CID, v.CIDCache, v.Flow, v.Maglev)
 	}
+	printSlowPath(w, st)
 	fmt.Fprintln(w, "\t\t\t\t\t\t\t\t\t")
 	fmt.Fprintln(w, "BACKEND\tINDEX\tADDRESS\tSTATE\tPACKETS\tBYTES\t")
 	for _, b := range st.Backends {
@@ -70,4 +71,20 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// printSlowPath adds the slow path of the l4 VIPs (encrypted CIDs, or the
+// userspace dataplane): what XDP handed to Go, what it held back over the
+// limit, what Go did, and the CID cache.
+func printSlowPath(w *tabwriter.Writer, st *forwarder.Stats) {
+	fmt.Fprintln(w, "\t\t\t\t\t\t\t\t\t")
+	fmt.Fprintln(w, "SERVICE\tSLOW PATH\tLIMITED\tBY CID\tBY GO CACHE\tBY FLOW\tBY MAGLEV\tNOT SENT\tCACHE SIZE\tHIT RATIO\t")
+	for _, v := range st.VIPs {
+		if v.Mode != "l4" {
+			continue
+		}
+		s := v.SlowPath
+		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.3f\t\n", orDash(v.Service), s.Redirected, s.Limited,
+			s.CID, s.CIDCache, s.Flow, s.Maglev, s.NotForwarded, s.CacheEntries, s.HitRatio)
+	}
 }

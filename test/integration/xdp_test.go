@@ -466,7 +466,7 @@ func mustWrite(tb testing.TB, path, s string) {
 // lab's test, not to the subtest that restarts it.
 func (x *xdpLab) restartSpooky(t *testing.T) {
 	t.Helper()
-	x.spooky = mustStartSpooky(x.tb, x.LB, x.cfgPath)
+	x.spooky = mustStartSpooky(x.tb, x.LB, x.cfgPath, x.opts.attach...)
 }
 
 // mustPoll waits up to 20 s for cond.
