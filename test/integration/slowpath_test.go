@@ -368,4 +368,3 @@ func mustFlood(tb testing.TB, h *netns.Host, vips []netip.AddrPort, cfg cid.Conf
 		tb.Fatalf("flood: %v", err)
 	}
 }
-
