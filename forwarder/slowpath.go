@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -114,15 +115,18 @@ func StartSlowPath(objs *bpf.LBObjects, opts SlowPathOptions) (*SlowPath, error)
 func newSlowPathRouter() *Router {
 	r := &Router{behindXDP: true}
 	r.tables.init(slowRouterCIDs)
-	r.tables.cids = make(map[bpf.CIDKey]uint32, slowRouterCIDs)
+	r.tables.direct = make([]cidSlot, slowRouterCIDs)
+	r.tables.seed = rand.Uint64()
 	r.state.Store(newRouteState(&Desired{}, nil, bpf.LBConfig{}))
 	return r
 }
 
-// slowRouterCIDs bounds the Router's own CID table: the DCIDs a worker
-// learnt, which it also routes by while cid_cache has not caught up (and
-// which are the only cache for --dataplane userspace).
-const slowRouterCIDs = 65536
+// slowRouterCIDs is the size of the Router's own CID table (a power of
+// two): the DCIDs the workers learnt, which they also route by while
+// cid_cache has not caught up (and which are the only cache for
+// --dataplane userspace). Direct mapped: a DCID that lost its slot is
+// decrypted again, which costs less than keeping an LRU.
+const slowRouterCIDs = 1 << 16
 
 // Update makes the slow path decide by d, with decoders (by VIP id) for
 // the VIPs with encrypted configs.
@@ -200,56 +204,71 @@ func (w *slowWorker) batch() {
 
 // forward decides one frame and transmits it, or gives it back.
 func (w *slowWorker) forward(d xsk.Desc) {
-	f, ok := w.sock.Frame(d)
+	head := w.sock.Headroom(d)
+	// The whole frame buffer: headroom, then the packet.
+	buf, ok := w.sock.Frame(xsk.Desc{Addr: d.Addr - uint64(head), Len: uint32(head) + d.Len})
 	if !ok {
 		return // not ours: the kernel never hands out such a descriptor
 	}
-	var to routeTo
-	dec := w.sp.router.routeFrame(f, &to)
-	if dec.Verdict != VerdictTX || to.vip == nil || int(dec.Backend) >= len(to.st.backends) {
-		// Pass or drop, as XDP would: the frame left the kernel's path
-		// when XDP redirected it, so a pass has nowhere to go.
-		if to.vip != nil {
-			w.sp.stats.other(to.vip.info.Id)
+	start, dec, vip := decide(w.sp.router, buf, head)
+	if start < 0 {
+		if vip >= 0 {
+			w.sp.stats.other(uint32(vip))
 		}
 		w.sock.Release(d)
 		return
 	}
-	be := &to.st.backends[dec.Backend]
-	if to.vip.info.Forwarding == bpf.ForwardingIPIP {
-		extra := bpf.EncapLen(be)
-		g, ok := w.sock.Resize(d, extra, int(d.Len)+extra)
-		if !ok {
-			w.sp.stats.other(to.vip.info.Id)
-			w.sock.Release(d)
-			return
-		}
-		buf, _ := w.sock.Frame(g)
-		if err := bpf.Encap(buf, be, &to.st.lb); err != nil {
-			w.sp.stats.other(to.vip.info.Id)
-			w.sock.Release(d)
-			return
-		}
-		d = g
-	} else if err := bpf.RewriteL2DSR(f, be, &to.st.lb); err != nil {
-		w.sp.stats.other(to.vip.info.Id)
-		w.sock.Release(d)
-		return
-	}
-	if !w.sock.Send(d) {
+	out, _ := w.sock.Resize(d, head-start, len(buf)-start)
+	if !w.sock.Send(out) {
 		// The TX ring is full: let the kernel catch up once.
 		_ = w.sock.Flush()
-		if !w.sock.Send(d) {
-			w.sp.stats.other(to.vip.info.Id)
+		if !w.sock.Send(out) {
+			w.sp.stats.other(uint32(vip))
 			w.sock.Release(d)
 			return
 		}
 	}
-	w.sp.stats.forwarded(to.vip.info.Id, dec.Path, len(f))
+	w.sp.stats.forwarded(uint32(vip), dec.Path, int(d.Len))
 	if dec.Learned {
 		w.keys[w.n], w.vals[w.n] = dec.CIDKey, dec.Backend
 		w.n++
 	}
+}
+
+// decide is the slow path's work on one frame, the AF_XDP receive path's
+// parser and builder: buf[head:] is the frame XDP redirected, buf[:head]
+// room in front of it. It decides the frame with r and builds in buf the
+// frame lb.c would send (MACs rewritten in place for l2dsr; for ipip the
+// outer header written in front, moving the start back). It returns where
+// the frame to transmit starts (-1: not forwarded, as XDP would pass or
+// drop it, with nowhere to pass to), the decision, and the VIP's id (-1
+// if the frame is for no VIP).
+func decide(r *Router, buf []byte, head int) (start int, dec Decision, vip int) {
+	var to routeTo
+	f := buf[head:]
+	dec = r.routeFrame(f, &to)
+	if to.vip == nil {
+		return -1, dec, -1
+	}
+	vip = int(to.vip.info.Id)
+	if dec.Verdict != VerdictTX || int(dec.Backend) >= len(to.st.backends) {
+		return -1, dec, vip
+	}
+	be := &to.st.backends[dec.Backend]
+	if to.vip.info.Forwarding == bpf.ForwardingIPIP {
+		extra := bpf.EncapLen(be)
+		if extra > head {
+			return -1, dec, vip
+		}
+		if err := bpf.Encap(buf[head-extra:], be, &to.st.lb); err != nil {
+			return -1, dec, vip
+		}
+		return head - extra, dec, vip
+	}
+	if err := bpf.RewriteL2DSR(f, be, &to.st.lb); err != nil {
+		return -1, dec, vip
+	}
+	return head, dec, vip
 }
 
 // learn writes the DCIDs of the batch into cid_cache in one system call.
