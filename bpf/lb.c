@@ -115,6 +115,25 @@ struct {
 	__type(value, struct slow_path_counters);
 } slow_path_stats SEC(".maps");
 
+/* slow_path_backend_stats: backend index -> datagrams Go forwarded to it
+ * from the slow path. Only Go reads and writes it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct backend_counters);
+} slow_path_backend_stats SEC(".maps");
+
+/* slow_path_reasons: enum reason -> datagrams Go decided with that
+ * verdict or event (the slow path's Router counts as reason_stats does).
+ * Only Go reads and writes it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, REASON_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} slow_path_reasons SEC(".maps");
+
 /*
  * Caches. On the machines spooky is measured on, every helper call costs
  * about 18 ns and a hash map lookup with a 20-octet key about 45 ns, while

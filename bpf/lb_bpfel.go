@@ -139,7 +139,8 @@ const (
 	lbReasonREASON_REDIRECT_USERSPACE    lbReason = 24
 	lbReasonREASON_SLOW_PATH_LIMITED     lbReason = 25
 	lbReasonREASON_SLOW_PATH_NO_SOCKET   lbReason = 26
-	lbReasonREASON_MAX                   lbReason = 27
+	lbReasonREASON_DROP_SLOW_PATH_RING   lbReason = 27
+	lbReasonREASON_MAX                   lbReason = 28
 )
 
 type lbServerIdKey struct {
@@ -235,25 +236,27 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	lbMapBackendStats   = "backend_stats"
-	lbMapBackends       = "backends"
-	lbMapCacheGen       = "cache_gen"
-	lbMapCidCache       = "cid_cache"
-	lbMapClock          = "clock"
-	lbMapConfig         = "config"
-	lbMapFlowCache      = "flow_cache"
-	lbMapMaglev         = "maglev"
-	lbMapReasonStats    = "reason_stats"
-	lbMapServerIds      = "server_ids"
-	lbMapSidCache       = "sid_cache"
-	lbMapSlowPathLimits = "slow_path_limits"
-	lbMapSlowPathStats  = "slow_path_stats"
-	lbMapSlowPathTat    = "slow_path_tat"
-	lbMapVipCache       = "vip_cache"
-	lbMapVipStats       = "vip_stats"
-	lbMapVips           = "vips"
-	lbMapXsks           = "xsks"
-	lbProgXdpLb         = "xdp_lb"
+	lbMapBackendStats         = "backend_stats"
+	lbMapBackends             = "backends"
+	lbMapCacheGen             = "cache_gen"
+	lbMapCidCache             = "cid_cache"
+	lbMapClock                = "clock"
+	lbMapConfig               = "config"
+	lbMapFlowCache            = "flow_cache"
+	lbMapMaglev               = "maglev"
+	lbMapReasonStats          = "reason_stats"
+	lbMapServerIds            = "server_ids"
+	lbMapSidCache             = "sid_cache"
+	lbMapSlowPathBackendStats = "slow_path_backend_stats"
+	lbMapSlowPathLimits       = "slow_path_limits"
+	lbMapSlowPathReasons      = "slow_path_reasons"
+	lbMapSlowPathStats        = "slow_path_stats"
+	lbMapSlowPathTat          = "slow_path_tat"
+	lbMapVipCache             = "vip_cache"
+	lbMapVipStats             = "vip_stats"
+	lbMapVips                 = "vips"
+	lbMapXsks                 = "xsks"
+	lbProgXdpLb               = "xdp_lb"
 )
 
 // loadLb returns the embedded CollectionSpec for lb.
@@ -305,24 +308,26 @@ type lbProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbMapSpecs struct {
-	BackendStats   *ebpf.MapSpec `ebpf:"backend_stats"`
-	Backends       *ebpf.MapSpec `ebpf:"backends"`
-	CacheGen       *ebpf.MapSpec `ebpf:"cache_gen"`
-	CidCache       *ebpf.MapSpec `ebpf:"cid_cache"`
-	Clock          *ebpf.MapSpec `ebpf:"clock"`
-	Config         *ebpf.MapSpec `ebpf:"config"`
-	FlowCache      *ebpf.MapSpec `ebpf:"flow_cache"`
-	Maglev         *ebpf.MapSpec `ebpf:"maglev"`
-	ReasonStats    *ebpf.MapSpec `ebpf:"reason_stats"`
-	ServerIds      *ebpf.MapSpec `ebpf:"server_ids"`
-	SidCache       *ebpf.MapSpec `ebpf:"sid_cache"`
-	SlowPathLimits *ebpf.MapSpec `ebpf:"slow_path_limits"`
-	SlowPathStats  *ebpf.MapSpec `ebpf:"slow_path_stats"`
-	SlowPathTat    *ebpf.MapSpec `ebpf:"slow_path_tat"`
-	VipCache       *ebpf.MapSpec `ebpf:"vip_cache"`
-	VipStats       *ebpf.MapSpec `ebpf:"vip_stats"`
-	Vips           *ebpf.MapSpec `ebpf:"vips"`
-	Xsks           *ebpf.MapSpec `ebpf:"xsks"`
+	BackendStats         *ebpf.MapSpec `ebpf:"backend_stats"`
+	Backends             *ebpf.MapSpec `ebpf:"backends"`
+	CacheGen             *ebpf.MapSpec `ebpf:"cache_gen"`
+	CidCache             *ebpf.MapSpec `ebpf:"cid_cache"`
+	Clock                *ebpf.MapSpec `ebpf:"clock"`
+	Config               *ebpf.MapSpec `ebpf:"config"`
+	FlowCache            *ebpf.MapSpec `ebpf:"flow_cache"`
+	Maglev               *ebpf.MapSpec `ebpf:"maglev"`
+	ReasonStats          *ebpf.MapSpec `ebpf:"reason_stats"`
+	ServerIds            *ebpf.MapSpec `ebpf:"server_ids"`
+	SidCache             *ebpf.MapSpec `ebpf:"sid_cache"`
+	SlowPathBackendStats *ebpf.MapSpec `ebpf:"slow_path_backend_stats"`
+	SlowPathLimits       *ebpf.MapSpec `ebpf:"slow_path_limits"`
+	SlowPathReasons      *ebpf.MapSpec `ebpf:"slow_path_reasons"`
+	SlowPathStats        *ebpf.MapSpec `ebpf:"slow_path_stats"`
+	SlowPathTat          *ebpf.MapSpec `ebpf:"slow_path_tat"`
+	VipCache             *ebpf.MapSpec `ebpf:"vip_cache"`
+	VipStats             *ebpf.MapSpec `ebpf:"vip_stats"`
+	Vips                 *ebpf.MapSpec `ebpf:"vips"`
+	Xsks                 *ebpf.MapSpec `ebpf:"xsks"`
 }
 
 // lbVariableSpecs contains global variables before they are loaded into the kernel.
@@ -351,24 +356,26 @@ func (o *lbObjects) Close() error {
 //
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbMaps struct {
-	BackendStats   *ebpf.Map `ebpf:"backend_stats"`
-	Backends       *ebpf.Map `ebpf:"backends"`
-	CacheGen       *ebpf.Map `ebpf:"cache_gen"`
-	CidCache       *ebpf.Map `ebpf:"cid_cache"`
-	Clock          *ebpf.Map `ebpf:"clock"`
-	Config         *ebpf.Map `ebpf:"config"`
-	FlowCache      *ebpf.Map `ebpf:"flow_cache"`
-	Maglev         *ebpf.Map `ebpf:"maglev"`
-	ReasonStats    *ebpf.Map `ebpf:"reason_stats"`
-	ServerIds      *ebpf.Map `ebpf:"server_ids"`
-	SidCache       *ebpf.Map `ebpf:"sid_cache"`
-	SlowPathLimits *ebpf.Map `ebpf:"slow_path_limits"`
-	SlowPathStats  *ebpf.Map `ebpf:"slow_path_stats"`
-	SlowPathTat    *ebpf.Map `ebpf:"slow_path_tat"`
-	VipCache       *ebpf.Map `ebpf:"vip_cache"`
-	VipStats       *ebpf.Map `ebpf:"vip_stats"`
-	Vips           *ebpf.Map `ebpf:"vips"`
-	Xsks           *ebpf.Map `ebpf:"xsks"`
+	BackendStats         *ebpf.Map `ebpf:"backend_stats"`
+	Backends             *ebpf.Map `ebpf:"backends"`
+	CacheGen             *ebpf.Map `ebpf:"cache_gen"`
+	CidCache             *ebpf.Map `ebpf:"cid_cache"`
+	Clock                *ebpf.Map `ebpf:"clock"`
+	Config               *ebpf.Map `ebpf:"config"`
+	FlowCache            *ebpf.Map `ebpf:"flow_cache"`
+	Maglev               *ebpf.Map `ebpf:"maglev"`
+	ReasonStats          *ebpf.Map `ebpf:"reason_stats"`
+	ServerIds            *ebpf.Map `ebpf:"server_ids"`
+	SidCache             *ebpf.Map `ebpf:"sid_cache"`
+	SlowPathBackendStats *ebpf.Map `ebpf:"slow_path_backend_stats"`
+	SlowPathLimits       *ebpf.Map `ebpf:"slow_path_limits"`
+	SlowPathReasons      *ebpf.Map `ebpf:"slow_path_reasons"`
+	SlowPathStats        *ebpf.Map `ebpf:"slow_path_stats"`
+	SlowPathTat          *ebpf.Map `ebpf:"slow_path_tat"`
+	VipCache             *ebpf.Map `ebpf:"vip_cache"`
+	VipStats             *ebpf.Map `ebpf:"vip_stats"`
+	Vips                 *ebpf.Map `ebpf:"vips"`
+	Xsks                 *ebpf.Map `ebpf:"xsks"`
 }
 
 func (m *lbMaps) Close() error {
@@ -384,7 +391,9 @@ func (m *lbMaps) Close() error {
 		m.ReasonStats,
 		m.ServerIds,
 		m.SidCache,
+		m.SlowPathBackendStats,
 		m.SlowPathLimits,
+		m.SlowPathReasons,
 		m.SlowPathStats,
 		m.SlowPathTat,
 		m.VipCache,

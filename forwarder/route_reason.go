@@ -34,6 +34,7 @@ const (
 	reasonRedirectUserspace   bpf.Reason = 24
 	reasonSlowPathLimited     bpf.Reason = 25
 	reasonSlowPathNoSocket    bpf.Reason = 26
+	reasonDropSlowPathRing    bpf.Reason = 27
 )
 
 // ReasonSet must hold every reason as one bit.

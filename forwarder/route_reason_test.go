@@ -35,6 +35,7 @@ var reasonNames = map[bpf.Reason]string{
 	reasonRedirectUserspace:   "redirect_userspace",
 	reasonSlowPathLimited:     "slow_path_limited",
 	reasonSlowPathNoSocket:    "slow_path_no_socket",
+	reasonDropSlowPathRing:    "drop_slow_path_ring",
 }
 
 func TestRouterReasonsMatchSpookyH(t *testing.T) {

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/spooky-lb/spooky/bpf"
 	"github.com/spooky-lb/spooky/cid"
 	"github.com/spooky-lb/spooky/xsk"
@@ -48,15 +50,17 @@ type SlowPathOptions struct {
 // SlowPath is the AF_XDP sockets of one interface and the workers that
 // forward what XDP hands them.
 type SlowPath struct {
-	objs     *bpf.LBObjects
-	router   *Router
-	log      *slog.Logger
-	workers  []*slowWorker
-	stop     chan struct{}
-	wg       sync.WaitGroup
-	stats    slowStats
-	closed   sync.Once
-	closeErr error
+	objs    *bpf.LBObjects
+	router  *Router
+	log     *slog.Logger
+	workers []*slowWorker
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	stats   slowStats
+	// ringDropsBase: drop_slow_path_ring as an earlier run left it.
+	ringDropsBase uint64
+	closed        sync.Once
+	closeErr      error
 }
 
 // StartSlowPath opens a socket on each RX queue, registers it in the XDP
@@ -80,6 +84,9 @@ func StartSlowPath(objs *bpf.LBObjects, opts SlowPathOptions) (*SlowPath, error)
 	sp.router = newSlowPathRouter()
 	if err := sp.stats.load(objs); err != nil {
 		log.Warn("slow path: counters start from zero", "err", err)
+	}
+	if err := sp.loadReasons(); err != nil {
+		log.Warn("slow path: reason counters start from zero", "err", err)
 	}
 	for q := range queues {
 		s, err := xsk.Open(opts.Ifindex, q, &so)
@@ -152,9 +159,12 @@ func (sp *SlowPath) Close() error {
 		sp.wg.Wait()
 		var errs []error
 		for _, w := range sp.workers {
-			errs = append(errs, w.sock.Unregister(sp.objs.Xsks), w.sock.Close())
+			errs = append(errs, w.sock.Unregister(sp.objs.Xsks))
 		}
-		errs = append(errs, sp.stats.store(sp.objs))
+		errs = append(errs, sp.stats.store(sp.objs), sp.storeReasons())
+		for _, w := range sp.workers {
+			errs = append(errs, w.sock.Close())
+		}
 		sp.closeErr = errors.Join(errs...)
 	})
 	return sp.closeErr
@@ -168,6 +178,8 @@ type slowWorker struct {
 	keys  [slowBatch]bpf.CIDKey
 	vals  [slowBatch]uint32
 	n     int // learnt DCIDs waiting in keys/vals
+	// lastStats are the socket's counters as last logged.
+	lastStats unix.XDPStatistics
 }
 
 func (w *slowWorker) run() {
@@ -228,7 +240,7 @@ func (w *slowWorker) forward(d xsk.Desc) {
 			return
 		}
 	}
-	w.sp.stats.forwarded(uint32(vip), dec.Path, int(d.Len))
+	w.sp.stats.forwarded(uint32(vip), dec.Path, dec.Backend, int(d.Len))
 	if dec.Learned {
 		w.keys[w.n], w.vals[w.n] = dec.CIDKey, dec.Backend
 		w.n++
@@ -289,11 +301,19 @@ type slowStats struct {
 	c [bpf.MaxVIPs]struct {
 		cid, cidCache, flow, maglev, other, bytes atomic.Uint64
 	}
+	// be are per backend index (slow_path_backend_stats).
+	be [bpf.MaxBackends]struct {
+		packets, bytes atomic.Uint64
+	}
 }
 
-func (s *slowStats) forwarded(vip uint32, p Path, n int) {
+func (s *slowStats) forwarded(vip uint32, p Path, backend uint32, n int) {
 	if vip >= bpf.MaxVIPs {
 		return
+	}
+	if backend < bpf.MaxBackends {
+		s.be[backend].packets.Add(1)
+		s.be[backend].bytes.Add(uint64(n))
 	}
 	c := &s.c[vip]
 	switch p {
@@ -330,6 +350,14 @@ func (s *slowStats) load(objs *bpf.LBObjects) error {
 		c.other.Store(v.Other)
 		c.bytes.Store(v.Bytes)
 	}
+	var b bpf.BackendCounters
+	for i := range uint32(bpf.MaxBackends) {
+		if err := objs.SlowPathBackendStats.Lookup(i, &b); err != nil {
+			return fmt.Errorf("read slow_path_backend_stats: %w", err)
+		}
+		s.be[i].packets.Store(b.Packets)
+		s.be[i].bytes.Store(b.Bytes)
+	}
 	return nil
 }
 
@@ -346,6 +374,16 @@ func (s *slowStats) store(objs *bpf.LBObjects) error {
 			return fmt.Errorf("write slow_path_stats: %w", err)
 		}
 	}
+	// One system call for every backend's counters.
+	keys := make([]uint32, bpf.MaxBackends)
+	vals := make([]bpf.BackendCounters, bpf.MaxBackends)
+	for i := range keys {
+		keys[i] = uint32(i)
+		vals[i] = bpf.BackendCounters{Packets: s.be[i].packets.Load(), Bytes: s.be[i].bytes.Load()}
+	}
+	if _, err := objs.SlowPathBackendStats.BatchUpdate(keys, vals, nil); err != nil {
+		return fmt.Errorf("write slow_path_backend_stats: %w", err)
+	}
 	return nil
 }
 
@@ -361,9 +399,57 @@ func (sp *SlowPath) flushStats() {
 		case <-sp.stop:
 			return
 		case <-t.C:
-			if err := sp.stats.store(sp.objs); err != nil {
+			if err := errors.Join(sp.stats.store(sp.objs), sp.storeReasons()); err != nil {
 				sp.log.Warn("slow path: counters", "err", err)
 			}
 		}
 	}
+}
+
+// loadReasons continues the Router's reason counts from slow_path_reasons.
+func (sp *SlowPath) loadReasons() error {
+	for r := range sp.router.counts {
+		var v uint64
+		if err := sp.objs.SlowPathReasons.Lookup(uint32(r), &v); err != nil {
+			return fmt.Errorf("read slow_path_reasons: %w", err)
+		}
+		if bpf.Reason(r) == reasonDropSlowPathRing {
+			sp.ringDropsBase = v
+			continue
+		}
+		sp.router.counts[r].Store(v)
+	}
+	return nil
+}
+
+// ringDrops returns the frames the kernel dropped on the way to the
+// sockets since they were opened (XDP_STATISTICS): RX ring full, or no
+// frame in the fill ring.
+func (sp *SlowPath) ringDrops() uint64 {
+	var n uint64
+	for _, w := range sp.workers {
+		if st, err := w.sock.Stats(); err == nil {
+			n += st.Rx_dropped + st.Rx_ring_full
+			if st != w.lastStats {
+				w.lastStats = st
+				sp.log.Debug("slow path socket", "queue", w.sock.Queue(), "rx_dropped", st.Rx_dropped, "rx_ring_full", st.Rx_ring_full,
+					"fill_ring_empty", st.Rx_fill_ring_empty_descs, "rx_invalid", st.Rx_invalid_descs, "tx_invalid", st.Tx_invalid_descs)
+			}
+		}
+	}
+	return n
+}
+
+// storeReasons writes the Router's reason counts to slow_path_reasons.
+func (sp *SlowPath) storeReasons() error {
+	counts := sp.router.ReasonCounts()
+	counts[reasonDropSlowPathRing] = sp.ringDropsBase + sp.ringDrops()
+	keys := make([]uint32, len(counts))
+	for i := range keys {
+		keys[i] = uint32(i)
+	}
+	if _, err := sp.objs.SlowPathReasons.BatchUpdate(keys, counts[:], nil); err != nil {
+		return fmt.Errorf("write slow_path_reasons: %w", err)
+	}
+	return nil
 }

@@ -35,6 +35,28 @@ type SlowPathStats struct {
 	HitRatio float64 `json:"cid_cache_hit_ratio"`
 }
 
+// readSlowPathReasons returns slow_path_reasons by name, or nil for pins
+// without it.
+func readSlowPathReasons(root, iface string) (map[string]uint64, error) {
+	m, err := OpenPinnedMap(root, iface, "slow_path_reasons")
+	if errors.Is(err, ErrNothingAttached) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	out := map[string]uint64{}
+	for r := range bpf.NumReasons {
+		var v uint64
+		if err := m.Lookup(uint32(r), &v); err != nil {
+			return nil, fmt.Errorf("read slow_path_reasons[%d]: %w", r, err)
+		}
+		out[bpf.Reason(r).String()] = v
+	}
+	return out, nil
+}
+
 // readSlowPathStats fills the slow path counters of vips from the pinned
 // slow_path_stats and cid_cache; pins of a build without them leave the
 // counters zero.
@@ -74,9 +96,29 @@ func readSlowPathStats(root, iface string, vips []VIPStats) error {
 	}
 	for i := range vips {
 		v := &vips[i]
+		s := v.SlowPath
+		v.Packets += s.CID + s.CIDCache + s.Flow + s.Maglev
+		v.Bytes += s.Bytes
 		if n := v.CIDCache + v.SlowPath.Limited + v.SlowPath.Redirected; n > 0 {
 			v.SlowPath.HitRatio = float64(v.CIDCache) / float64(n)
 		}
 	}
 	return nil
+}
+
+// readSlowPathBackends returns slow_path_backend_stats by backend index,
+// or nil for pins without it.
+func readSlowPathBackends(root, iface string) []bpf.BackendCounters {
+	m, err := OpenPinnedMap(root, iface, "slow_path_backend_stats")
+	if err != nil {
+		return nil
+	}
+	defer m.Close()
+	out := make([]bpf.BackendCounters, bpf.MaxBackends)
+	for i := range out {
+		if err := m.Lookup(uint32(i), &out[i]); err != nil {
+			return nil
+		}
+	}
+	return out
 }

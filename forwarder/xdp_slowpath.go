@@ -31,14 +31,23 @@ const (
 // frames are in flight.
 var slowPathSocket = xsk.Options{Mode: xsk.ModeCopy, Frames: 4096, FrameSize: 2048, RingSize: 2048}
 
+// userspaceSocket sizes them for --dataplane userspace, where every
+// datagram passes through them: rings four times as deep (32 MB of
+// frames per queue) absorb the bursts a descheduled worker lets build up.
+var userspaceSocket = xsk.Options{Mode: xsk.ModeCopy, Frames: 16384, FrameSize: 2048, RingSize: 8192}
+
 // startSlowPath opens the AF_XDP sockets of the interface. Without them
 // (no AF_XDP, no privilege) the xdp dataplane still runs, hashing
 // encrypted misses; the userspace dataplane cannot.
 func (x *XDP) startSlowPath() error {
+	so := &slowPathSocket
+	if x.dataplane == DataplaneUserspace {
+		so = &userspaceSocket
+	}
 	sp, err := StartSlowPath(x.objs, SlowPathOptions{
 		Ifindex: x.link.Attrs().Index,
 		Queues:  x.link.Attrs().NumRxQueues,
-		Socket:  &slowPathSocket,
+		Socket:  so,
 		Logger:  x.log,
 	})
 	if err != nil {

@@ -300,6 +300,10 @@ enum reason {
 	REASON_REDIRECT_USERSPACE,       /* userspace VIP: redirected to Go */
 	REASON_SLOW_PATH_LIMITED,        /* miss over slow_path_limits: hashed */
 	REASON_SLOW_PATH_NO_SOCKET,      /* no AF_XDP socket on the RX queue */
+	/* Counted by Go in slow_path_reasons only: a redirected frame the
+	 * kernel dropped because the socket's RX ring was full or its fill
+	 * ring empty (XDP_STATISTICS rx_dropped + rx_ring_full). */
+	REASON_DROP_SLOW_PATH_RING,
 	REASON_MAX,
 };
 

@@ -63,6 +63,7 @@ func printStats(e env, st *forwarder.Stats) {
 		name := bpf.Reason(r).String()
 		fmt.Fprintf(w, "%s\t%d\t\n", name, st.Reasons[name])
 	}
+	printSlowPathReasons(w, st)
 	w.Flush()
 }
 
@@ -86,5 +87,23 @@ func printSlowPath(w *tabwriter.Writer, st *forwarder.Stats) {
 		s := v.SlowPath
 		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.3f\t\n", orDash(v.Service), s.Redirected, s.Limited,
 			s.CID, s.CIDCache, s.Flow, s.Maglev, s.NotForwarded, s.CacheEntries, s.HitRatio)
+	}
+}
+
+// printSlowPathReasons adds what Go decided for the datagrams XDP handed
+// it, by reason, when it decided any.
+func printSlowPathReasons(w *tabwriter.Writer, st *forwarder.Stats) {
+	var any bool
+	for _, n := range st.SlowPathReasons {
+		any = any || n > 0
+	}
+	if !any {
+		return
+	}
+	fmt.Fprintln(w, "\t\t")
+	fmt.Fprintln(w, "REASON IN GO (SLOW PATH)\tPACKETS\t")
+	for r := 0; r < bpf.NumReasons; r++ {
+		name := bpf.Reason(r).String()
+		fmt.Fprintf(w, "%s\t%d\t\n", name, st.SlowPathReasons[name])
 	}
 }
