@@ -384,3 +384,48 @@ func TestUserspaceDataplaneInL2DSRMode(t *testing.T) {
 func TestUserspaceDataplaneInIPIPMode(t *testing.T) {
 	testXDPFastPathWith(t, "ipip", xdpLabOptions{attach: []string{"--dataplane", "userspace"}})
 }
+
+// TestSlowPathRoutesBothConfigsOfARotation runs a config rotation
+// (draft-21 §3.1): the VIPs carry an old and a new encrypted config, with
+// their own codepoints and keys, and the backends issue CIDs of one or the
+// other, as during the overlap. Every connection stays on its backend, and
+// the slow path decrypts DCIDs of both codepoints.
+func TestSlowPathRoutesBothConfigsOfARotation(t *testing.T) {
+	x := mustXDPLabWith(t, "l2dsr", xdpLabOptions{rotation: []cid.Config{slowSinglePass, slowFourPass}})
+	for _, vip := range []netip.AddrPort{x.vip4, x.vip6} {
+		t.Run("connections over "+family(vip), func(t *testing.T) {
+			const conns = 60
+			caps := x.mustCaptureBackends(t)
+			r := mustRunClient(t, x.Client, vip, conns, 3)
+			frames := caps.mustStopFrames(t)
+			after := mustSettledVIPStats(t, x, vip)
+			if r.Failed != 0 {
+				t.Errorf("%d of %d requests failed: %v", r.Failed, r.Requests, r.Errors)
+			}
+			for src, by := range tuplesOf(frames, vip) {
+				if len(by) != 1 {
+					t.Errorf("datagrams from %s reached %d backends: %v", src, len(by), by)
+				}
+			}
+			// Short headers by codepoint, as the backends received them:
+			// backend i issues CIDs of config rotation[i%2].
+			byCodepoint := map[uint8]int{}
+			for _, fr := range frames {
+				d, ok := netns.ParseUDP(decapsulated(fr.Data.Data))
+				if !ok || d.Dst != vip || len(d.Payload) < 2 || d.Payload[0]&0x80 != 0 {
+					continue
+				}
+				byCodepoint[d.Payload[1]>>5]++
+			}
+			t.Logf("short headers by codepoint %v; backends %v; slow path decrypted %d", byCodepoint, r.ConnBackends, after.SlowPath.CID)
+			for _, c := range []cid.Config{slowSinglePass, slowFourPass} {
+				if byCodepoint[c.ID] == 0 {
+					t.Errorf("no short header of codepoint %d reached a backend", c.ID)
+				}
+			}
+			if after.SlowPath.CID < conns {
+				t.Errorf("the slow path decrypted %d DCIDs for %d connections", after.SlowPath.CID, conns)
+			}
+		})
+	}
+}

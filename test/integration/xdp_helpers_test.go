@@ -76,8 +76,27 @@ type xdpLabOptions struct {
 	// cid is the QUIC-LB config of the VIPs and backends. If its
 	// ServerIDLen is zero, xdpCID.
 	cid cid.Config
+	// rotation, if set, are the VIPs' configs instead, during a config
+	// rotation (draft-21 §3.1): backend i issues CIDs of rotation[i%n].
+	rotation []cid.Config
 	// attach are extra arguments of spooky attach (--dataplane).
 	attach []string
+}
+
+// backendCID is the QUIC-LB config backend i issues CIDs with.
+func (x *xdpLab) backendCID(i int) cid.Config {
+	if n := len(x.opts.rotation); n > 0 {
+		return x.opts.rotation[i%n]
+	}
+	return x.cidConfig()
+}
+
+// vipCIDs are the QUIC-LB configs of the VIPs.
+func (x *xdpLab) vipCIDs() []cid.Config {
+	if len(x.opts.rotation) > 0 {
+		return x.opts.rotation
+	}
+	return []cid.Config{x.cidConfig()}
 }
 
 // cidConfig is the lab's QUIC-LB config.
@@ -132,7 +151,7 @@ func mustXDPLabWith(t *testing.T, forwarding string, opts xdpLabOptions) *xdpLab
 			if err := h.AddVIP(vip); err != nil {
 				t.Fatal(err)
 			}
-			b := mustStartBackend(t, h, h.Name, netip.AddrPortFrom(vip, vipPort), x.cidConfig(), serverID(i))
+			b := mustStartBackend(t, h, h.Name, netip.AddrPortFrom(vip, vipPort), x.backendCID(i), serverID(i))
 			if vip.Is4() {
 				x.procs = append(x.procs, b)
 			}
@@ -168,13 +187,15 @@ func (x *xdpLab) writeConfig(tb testing.TB, backends []int) {
 		fmt.Fprintf(&b, "  - name: %s\n    address: %q\n    port: %d\n    forwarding: %s\n    hash: 4-tuple\n    strict: true\n",
 			name, vip.Addr(), vip.Port(), x.forwarding)
 		b.WriteString(x.opts.service)
-		c := x.cidConfig()
-		key := ""
-		if c.Encrypted() {
-			key = fmt.Sprintf(", key: %x", c.Key)
+		b.WriteString("    cid:\n")
+		for _, c := range x.vipCIDs() {
+			key := ""
+			if c.Encrypted() {
+				key = fmt.Sprintf(", key: %x", c.Key)
+			}
+			fmt.Fprintf(&b, "      - {config_id: %d, server_id_len: %d, nonce_len: %d%s}\n", c.ID, c.ServerIDLen, c.NonceLen, key)
 		}
-		fmt.Fprintf(&b, "    cid:\n      - {config_id: %d, server_id_len: %d, nonce_len: %d%s}\n    backends:\n",
-			c.ID, c.ServerIDLen, c.NonceLen, key)
+		b.WriteString("    backends:\n")
 		for _, i := range backends {
 			h := x.Backends[i]
 			addr := h.IPv4
