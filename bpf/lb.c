@@ -204,6 +204,15 @@ struct {
 	__type(value, struct flow_cache_entry);
 } flow_cache SEC(".maps");
 
+/* cid_cpu_cache: slot -> copy of a cid_cache entry: a hash lookup with a
+ * 28-octet key costs more than the whole plaintext CID path. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1U << CID_CPU_CACHE_BITS);
+	__type(key, __u32);
+	__type(value, struct cid_cpu_cache_entry);
+} cid_cpu_cache SEC(".maps");
+
 /* clock: [0] -> this CPU's last read of the coarse clock. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -737,6 +746,22 @@ static __always_inline int route_cid(struct xdp_md *ctx, const struct packet *p,
 		} else {
 			c &= (__u32)low_octets(d->len - 16);
 		}
+		struct cid_cpu_cache_entry *e = 0;
+		__u64 tag = gen << 16 | (__u64)d->len << 8 | vip->id;
+		__u32 hit;
+
+		if (gen) {
+			__u64 x = a ^ b ^ c;
+			__u32 slot = cache_slot((__u32)x ^ (__u32)(x >> 32) ^ vip->id,
+						CID_CPU_CACHE_BITS);
+
+			e = bpf_map_lookup_elem(&cid_cpu_cache, &slot);
+			if (e && !((e->tag ^ tag) | (e->cid_lo ^ a) | (e->cid_mid ^ b) |
+				   (e->cid_hi ^ c))) {
+				hit = e->backend;
+				goto cached;
+			}
+		}
 		__builtin_memcpy(k.cid, &a, 8);
 		__builtin_memcpy(k.cid + 8, &b, 8);
 		__builtin_memcpy(k.cid + 16, &c, 4);
@@ -753,12 +778,21 @@ static __always_inline int route_cid(struct xdp_md *ctx, const struct packet *p,
 				return verdict(REASON_PASS_CID_CACHE_MISS, XDP_PASS);
 			return -1;
 		}
-		const struct backend_info *be = usable_backend(*idx);
+		hit = *idx;
+		if (e) {
+			e->tag = tag;
+			e->cid_lo = a;
+			e->cid_mid = b;
+			e->cid_hi = c;
+			e->backend = hit;
+		}
+cached:;
+		const struct backend_info *be = usable_backend(hit);
 		if (!be) {
 			count(REASON_CID_BACKEND_UNUSABLE);
 			return -1;
 		}
-		return forward(ctx, p, vip, *idx, be, PATH_CID_CACHE);
+		return forward(ctx, p, vip, hit, be, PATH_CID_CACHE);
 	}
 
 	/* Plaintext: server ID in octets 1..server_id_len (draft-21 §5.2). */

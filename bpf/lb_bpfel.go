@@ -51,6 +51,15 @@ const (
 	lbCidConfigFlagsCID_CONFIG_ENCRYPTED lbCidConfigFlags = 2
 )
 
+type lbCidCpuCacheEntry struct {
+	_       structs.HostLayout
+	Tag     uint64
+	CidLo   uint64
+	CidMid  uint64
+	CidHi   uint32
+	Backend uint32
+}
+
 type lbCidKey struct {
 	_     structs.HostLayout
 	VipId uint32
@@ -240,6 +249,7 @@ const (
 	lbMapBackends             = "backends"
 	lbMapCacheGen             = "cache_gen"
 	lbMapCidCache             = "cid_cache"
+	lbMapCidCpuCache          = "cid_cpu_cache"
 	lbMapClock                = "clock"
 	lbMapConfig               = "config"
 	lbMapFlowCache            = "flow_cache"
@@ -312,6 +322,7 @@ type lbMapSpecs struct {
 	Backends             *ebpf.MapSpec `ebpf:"backends"`
 	CacheGen             *ebpf.MapSpec `ebpf:"cache_gen"`
 	CidCache             *ebpf.MapSpec `ebpf:"cid_cache"`
+	CidCpuCache          *ebpf.MapSpec `ebpf:"cid_cpu_cache"`
 	Clock                *ebpf.MapSpec `ebpf:"clock"`
 	Config               *ebpf.MapSpec `ebpf:"config"`
 	FlowCache            *ebpf.MapSpec `ebpf:"flow_cache"`
@@ -360,6 +371,7 @@ type lbMaps struct {
 	Backends             *ebpf.Map `ebpf:"backends"`
 	CacheGen             *ebpf.Map `ebpf:"cache_gen"`
 	CidCache             *ebpf.Map `ebpf:"cid_cache"`
+	CidCpuCache          *ebpf.Map `ebpf:"cid_cpu_cache"`
 	Clock                *ebpf.Map `ebpf:"clock"`
 	Config               *ebpf.Map `ebpf:"config"`
 	FlowCache            *ebpf.Map `ebpf:"flow_cache"`
@@ -384,6 +396,7 @@ func (m *lbMaps) Close() error {
 		m.Backends,
 		m.CacheGen,
 		m.CidCache,
+		m.CidCpuCache,
 		m.Clock,
 		m.Config,
 		m.FlowCache,

@@ -140,3 +140,74 @@ func TestLoadLBSizesCIDCache(t *testing.T) {
 		t.Errorf("cid_cache has %d entries, want 1024", got)
 	}
 }
+
+// BenchmarkEncryptedCIDCacheHit compares, in one run, a short header
+// whose encrypted DCID is in cid_cache with one whose plaintext server ID
+// XDP reads itself: the cost of routing encrypted CIDs once the slow path
+// has cached them (reported as x-plaintext).
+func BenchmarkEncryptedCIDCacheHit(b *testing.B) {
+	skipUnlessRoot(b)
+	objs, err := LoadLB(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer objs.Close()
+	fillWorld(b, objs)
+	mustSetVIPFlags(b, objs, vipL2, VIPSlowPath)
+	if err := InvalidateCaches(objs); err != nil {
+		b.Fatal(err)
+	}
+	pinToOneCPU(b)
+	plain := frame{src: client4, dst: vipL2, payload: shortHeader(plainCID(1))}.bytes()
+	enc := frame{src: client4, dst: vipL2, payload: shortHeader(encryptedCID)}.bytes()
+	var base time.Duration
+	b.Run("plaintext-cid", func(b *testing.B) {
+		base = benchRepeat(b, objs.XdpLb, plain, xdpTX)
+		b.ReportMetric(float64(base.Nanoseconds()), "ns/pkt")
+	})
+	b.Run("encrypted-cid-cache-hit", func(b *testing.B) {
+		before := mustCounters(b, objs).vips[0].CidCache
+		d := benchRepeat(b, objs.XdpLb, enc, xdpTX)
+		if got := mustCounters(b, objs).vips[0].CidCache - before; got < uint64(b.N) {
+			b.Fatalf("%d of %d runs hit cid_cache", got, b.N)
+		}
+		b.ReportMetric(float64(d.Nanoseconds()), "ns/pkt")
+		if base > 0 {
+			b.ReportMetric(float64(d)/float64(base), "x-plaintext")
+		}
+	})
+}
+
+func TestCIDCPUCacheFollowsCIDCacheOnceInvalidated(t *testing.T) {
+	skipUnlessRoot(t)
+	pinToOneCPU(t)
+	objs := mustWorld(t)
+	mustInvalidateCaches(t, objs)
+	enc := frame{src: client4, dst: vipL2, payload: shortHeader(encryptedCID)}.bytes()
+	cidCacheHits := func() uint64 { return mustCounters(t, objs).vips[0].CidCache }
+
+	before := cidCacheHits()
+	for range 3 {
+		mustRoute(t, objs, enc, xdpTX, 2)
+	}
+	if got := cidCacheHits() - before; got != 3 {
+		t.Fatalf("%d of 3 datagrams routed by cid_cache", got)
+	}
+	k, err := NewCIDKey(0, encryptedCID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := objs.CidCache.Delete(k); err != nil {
+		t.Fatal(err)
+	}
+	// Go bumps the generation after deleting entries (Syncer.Apply); from
+	// then on no CPU uses its copy.
+	mustInvalidateCaches(t, objs)
+	before = cidCacheHits()
+	if v, _ := mustRun(t, objs.XdpLb, enc); v != xdpTX {
+		t.Fatalf("verdict %d, want XDP_TX by Maglev", v)
+	}
+	if got := cidCacheHits() - before; got != 0 {
+		t.Errorf("a deleted DCID was routed by cid_cache after the caches were invalidated")
+	}
+}

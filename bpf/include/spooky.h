@@ -38,6 +38,7 @@
  * the slot is the top bits of a multiplicative hash. */
 #define VIP_CACHE_BITS 8
 #define SID_CACHE_BITS 10
+#define CID_CPU_CACHE_BITS 12
 #define FLOW_CACHE_BITS 15
 #define VIP_CACHE_SIZE (1U << VIP_CACHE_BITS)
 #define SID_CACHE_SIZE (1U << SID_CACHE_BITS)
@@ -210,6 +211,21 @@ struct sid_cache_entry {
 	__u64 sid_hi;
 	__u32 backend;
 	__u32 pad;
+};
+
+/* cid_cpu_cache value (per-CPU, internal to XDP): a copy of a cid_cache
+ * entry, valid while tag's generation equals cache_gen[0]. The key is held
+ * as four words compared whole: tag = generation << 16 | DCID length << 8
+ * | VIP id, and the DCID's octets 0..7, 8..15 and 16..19 (little-endian,
+ * unused octets 0). A hit does not touch cid_cache's LRU order: an entry
+ * that ages out there while a CPU still hits its copy costs one trip
+ * through the slow path later. */
+struct cid_cpu_cache_entry {
+	__u64 tag;
+	__u64 cid_lo;
+	__u64 cid_mid;
+	__u32 cid_hi;
+	__u32 backend;
 };
 
 /* clock value (per-CPU array of one, internal to XDP): the coarse clock
