@@ -217,4 +217,3 @@ func mustLiveAttach(b *testing.B, h *netns.Host, prog *ebpf.Program) {
 		b.Fatalf("attach %v in %s: %v", prog, h, err)
 	}
 }
-

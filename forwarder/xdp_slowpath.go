@@ -112,6 +112,11 @@ func (x *XDP) planSlowPath(cfg *config.Config, d *Desired) (map[uint32]*cid.Deco
 // slow_path.rate and burst, per CPU) before the VIPs that use it.
 func (x *XDP) writeSlowPathLimits(cfg *config.Config, d *Desired) error {
 	sp := cfg.SlowPath
+	if n := x.objs.CidCache.MaxEntries(); sp.CIDCacheSize > 0 && uint32(sp.CIDCacheSize) != n {
+		// The map is pinned with its size: only a fresh start resizes it.
+		x.log.Warn("slow_path.cid_cache_size changes at the next attach after spooky detach",
+			"configured", sp.CIDCacheSize, "in_use", n)
+	}
 	lim := bpf.SlowPathLimit{}
 	if sp.Rate > 0 {
 		lim.IntervalNs = uint64(time.Second) / uint64(sp.Rate)
