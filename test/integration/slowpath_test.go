@@ -158,6 +158,34 @@ func testSlowPath(t *testing.T, forwarding string, cfg cid.Config) {
 		})
 	}
 
+	t.Run("a restart of spooky attach keeps cid_cache: established connections need no decryption", func(t *testing.T) {
+		conns := x.mustConnsToEveryBackendOf(t, vips)
+		loop := startRequestLoop(conns)
+		loop.mustWaitRequests(t, 3)
+		before := mustSettledStats(t, x)
+		if err := x.spooky.stop(); err != nil {
+			t.Fatal(err)
+		}
+		x.spooky = mustStartSpooky(x.tb, x.LB, x.cfgPath, x.opts.attach...)
+		loop.mustWaitRequests(t, 5)
+		_, failures := loop.stop()
+		after := mustSettledStats(t, x)
+		if len(failures) > 0 {
+			t.Errorf("%d requests failed or changed backend across the restart: %v", len(failures), failures)
+		}
+		for i, v := range after.VIPs {
+			b := before.VIPs[i]
+			t.Logf("%s: %d cached DCIDs before the restart, %d after; decrypted %d before, %d after", v.Service,
+				b.SlowPath.CacheEntries, v.SlowPath.CacheEntries, b.SlowPath.CID, v.SlowPath.CID)
+			if v.SlowPath.CacheEntries < b.SlowPath.CacheEntries {
+				t.Errorf("%s: cid_cache held %d entries before the restart and %d after", v.Service, b.SlowPath.CacheEntries, v.SlowPath.CacheEntries)
+			}
+			if v.SlowPath.CID != b.SlowPath.CID {
+				t.Errorf("%s: the slow path decrypted %d DCIDs after the restart: the established connections' were not cached", v.Service, v.SlowPath.CID-b.SlowPath.CID)
+			}
+		}
+	})
+
 	t.Run("a load balancer with an empty cid_cache and flow table takes over every established connection", func(t *testing.T) {
 		conns := x.mustConnsToEveryBackendOf(t, vips)
 		loop := startRequestLoop(conns)
