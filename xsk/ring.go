@@ -88,9 +88,4 @@ func (r *ring) ready() uint32 {
 // release hands the entries read up to r.cons back to the kernel.
 func (r *ring) release() { atomic.StoreUint32(r.consumer, r.cons) }
 
-// needWakeup reports the kernel's XDP_RING_NEED_WAKEUP flag.
-func (r *ring) needWakeup() bool {
-	return atomic.LoadUint32(r.flags)&unix.XDP_RING_NEED_WAKEUP != 0
-}
-
 func atomic32(p *uint32) uint32 { return atomic.LoadUint32(p) }

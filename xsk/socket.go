@@ -84,8 +84,6 @@ type Socket struct {
 	// txQueued counts descriptors put on the TX ring since the last
 	// wakeup; copy mode transmits only inside sendto.
 	txQueued int
-	// stats of what the socket itself did.
-	sent, refills uint64
 }
 
 // Open creates a socket bound to queue of the interface with index
@@ -324,7 +322,6 @@ func (s *Socket) recycle(chunk uint64) {
 	if s.fill.free() > 0 {
 		*s.fill.addr(s.fill.prod) = chunk
 		s.fill.prod++
-		s.refills++
 		return
 	}
 	s.free = append(s.free, chunk)
@@ -377,7 +374,6 @@ func (s *Socket) kick() error {
 			return fmt.Errorf("xsk: wake tx: %w", err)
 		}
 		if atomic32(s.tx.consumer) == s.tx.prod {
-			s.sent += uint64(s.txQueued)
 			s.txQueued = 0
 			return nil
 		}
