@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -262,13 +263,19 @@ func testSlowPath(t *testing.T, forwarding string, cfg cid.Config) {
 // with traffic still flowing, Go's counts may run ahead of the target.
 func mustSettledStats(tb testing.TB, x *xdpLab) *forwarder.Stats {
 	tb.Helper()
+	return mustSettledStatsOn(tb, x.LB)
+}
+
+// mustSettledStatsOn is mustSettledStats of the spooky on host h.
+func mustSettledStatsOn(tb testing.TB, h *netns.Host) *forwarder.Stats {
+	tb.Helper()
 	var target uint64
-	for _, v := range mustStats(tb, x.LB).VIPs {
+	for _, v := range mustStats(tb, h).VIPs {
 		target += v.SlowPath.Redirected
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		st := mustStats(tb, x.LB)
+		st := mustStats(tb, h)
 		var done uint64
 		for _, v := range st.VIPs {
 			s := v.SlowPath
@@ -456,4 +463,60 @@ func TestSlowPathRoutesBothConfigsOfARotation(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSlowPathSecondHostTakesOverEveryConnection moves the client's routes
+// to the VIPs from one load balancer host to another whose spooky has
+// never seen the connections (empty cid_cache and flow table), as a
+// route change or an ECMP rehash does (DESIGN.md "Scale-out"): every
+// established connection carries on at its backend, its DCIDs decrypted
+// by the second host's slow path.
+func TestSlowPathSecondHostTakesOverEveryConnection(t *testing.T) {
+	x := mustXDPLabWith(t, "ipip", xdpLabOptions{cid: slowSinglePass, secondLB: true})
+	vips := []netip.AddrPort{x.vip4, x.vip6}
+	// The second host's config: the same services, its own admin socket.
+	cfg2 := filepath.Join(filepath.Dir(x.cfgPath), "spooky-lb2.yaml")
+	b, err := os.ReadFile(x.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = []byte(strings.Replace(string(b), x.adminSocket(), filepath.Join(filepath.Dir(x.cfgPath), "admin-lb2.sock"), 1))
+	if err := os.WriteFile(cfg2, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.LB2.SetTxChecksum(false); err != nil { // as the first host's probes need
+		t.Fatal(err)
+	}
+	spooky2 := mustStartSpooky(t, x.LB2, cfg2, x.opts.attach...)
+
+	conns := x.mustConnsToEveryBackendOf(t, vips)
+	loop := startRequestLoop(conns)
+	loop.mustWaitRequests(t, 3)
+	before := mustSettledStatsOn(t, x.LB2)
+	for _, vip := range vips {
+		gw := netns.LB2IPv4
+		if vip.Addr().Is6() {
+			gw = netns.LB2IPv6
+		}
+		pfx := netip.PrefixFrom(vip.Addr(), vip.Addr().BitLen())
+		if out, err := x.Client.Command("ip", "route", "replace", pfx.String(), "via", gw.String()).CombinedOutput(); err != nil {
+			t.Fatalf("move the route to %s to %s: %v: %s", vip, gw, err, out)
+		}
+	}
+	loop.mustWaitRequests(t, 10)
+	ok, failures := loop.stop()
+	if len(failures) > 0 {
+		t.Errorf("%d requests failed or changed backend after the route moved: %v", len(failures), failures)
+	}
+	after := mustSettledStatsOn(t, x.LB2)
+	for i, v := range after.VIPs {
+		b := before.VIPs[i]
+		decrypted, hits := v.SlowPath.CID-b.SlowPath.CID, v.CIDCache-b.CIDCache
+		t.Logf("%s on lb2: %d DCIDs decrypted by the slow path, then %d datagrams by cid_cache", v.Service, decrypted, hits)
+		if decrypted < uint64(len(x.Backends)) || hits == 0 {
+			t.Errorf("%s on lb2: %d decrypted, %d by cid_cache: the %d connections did not go through lb2's slow path to its cache",
+				v.Service, decrypted, hits, len(x.Backends))
+		}
+	}
+	t.Logf("%d requests on %d connections; lb2's log has %d lines", ok, len(conns), strings.Count(spooky2.log.String(), "\n"))
 }

@@ -81,6 +81,9 @@ type xdpLabOptions struct {
 	rotation []cid.Config
 	// attach are extra arguments of spooky attach (--dataplane).
 	attach []string
+	// secondLB adds the lab's second load-balancer host (lb2), where
+	// nothing runs until the test starts it.
+	secondLB bool
 }
 
 // backendCID is the QUIC-LB config backend i issues CIDs with.
@@ -123,8 +126,9 @@ func mustXDPLabWith(t *testing.T, forwarding string, opts xdpLabOptions) *xdpLab
 		// The MTU leaves room for an outer IPv6 header (40 octets) on a
 		// full-size client packet; XDP_TX on a veth needs an XDP program
 		// on the peer; pins must outlive each spooky process.
-		LB:      netns.HostOptions{MTU: 1600, PeerXDP: true, MountNS: true},
-		Backend: netns.HostOptions{MTU: 1600, MountNS: true},
+		LB:       netns.HostOptions{MTU: 1600, PeerXDP: true, MountNS: true},
+		Backend:  netns.HostOptions{MTU: 1600, MountNS: true},
+		SecondLB: opts.secondLB,
 	})
 	x := &xdpLab{
 		Lab:        lab,
