@@ -520,3 +520,31 @@ func TestSlowPathSecondHostTakesOverEveryConnection(t *testing.T) {
 	}
 	t.Logf("%d requests on %d connections; lb2's log has %d lines", ok, len(conns), strings.Count(spooky2.log.String(), "\n"))
 }
+
+// TestSlowPathWithXDPInGenericMode runs the slow path behind XDP attached
+// in generic (skb) mode, which every driver supports: the AF_XDP sockets
+// work in copy mode there too.
+func TestSlowPathWithXDPInGenericMode(t *testing.T) {
+	x := mustXDPLabWith(t, "l2dsr", xdpLabOptions{cid: slowFourPass, attach: []string{"--xdp-mode", "generic"}})
+	for _, vip := range []netip.AddrPort{x.vip4, x.vip6} {
+		t.Run("connections over "+family(vip), func(t *testing.T) {
+			const conns = 30
+			caps := x.mustCaptureBackends(t)
+			r := mustRunClient(t, x.Client, vip, conns, 3)
+			seen := tuplesOf(caps.mustStopFrames(t), vip)
+			v := mustSettledVIPStats(t, x, vip)
+			if r.Failed != 0 {
+				t.Errorf("%d of %d requests failed: %v", r.Failed, r.Requests, r.Errors)
+			}
+			for src, by := range seen {
+				if len(by) != 1 {
+					t.Errorf("datagrams from %s reached %d backends: %v", src, len(by), by)
+				}
+			}
+			t.Logf("slow path decrypted %d, XDP by cid_cache %d", v.SlowPath.CID, v.CIDCache)
+			if v.SlowPath.CID < conns || v.CIDCache == 0 {
+				t.Errorf("decrypted %d DCIDs, %d datagrams by cid_cache: want one decryption per connection at least and cache hits", v.SlowPath.CID, v.CIDCache)
+			}
+		})
+	}
+}
