@@ -335,7 +335,8 @@ func (pr *parityRun) run(frame []byte) {
 	if err != nil {
 		pr.tb.Fatalf("run xdp_lb on frame %d: %v", pr.frames, err)
 	}
-	got := pr.router.Route(frame)
+	var to routeTo
+	got := pr.router.routeFrame(frame, &to)
 	pr.frames++
 
 	var cVerdict Verdict
@@ -361,6 +362,15 @@ func (pr *parityRun) run(frame []byte) {
 		problem = fmt.Sprintf("verdict: xdp %v, router %v", cVerdict, got.Verdict)
 	case cVerdict == VerdictTX && cBackend != got.Backend:
 		problem = fmt.Sprintf("backend: xdp %d, router %d", cBackend, got.Backend)
+	case cVerdict == VerdictTX:
+		// The frame the slow path would send for the Router's decision,
+		// built by the product's builders, is xdp_lb's byte for byte.
+		want, err := builtFrame(frame, got, &to)
+		if err != nil {
+			problem = fmt.Sprintf("build the frame: %v", err)
+		} else if !bytes.Equal(want, opts.DataOut) {
+			problem = fmt.Sprintf("frame: xdp sent\n%s\nthe builders make\n%s", hex.Dump(opts.DataOut), hex.Dump(want))
+		}
 	}
 
 	switch got.Verdict {
@@ -577,4 +587,16 @@ func (pr *parityRun) compareFlows() {
 		t.Errorf("%d flow_cache slots differ", diff)
 	}
 	t.Logf("flow tables: %d flows in this CPU's flow_cache (router %d)", xdp, tables.cached)
+}
+
+// builtFrame is the frame bpf.RewriteL2DSR or bpf.Encap make of frame for
+// decision d, made with the state and VIP in to, as the slow path sends it.
+func builtFrame(frame []byte, d Decision, to *routeTo) ([]byte, error) {
+	be := &to.st.backends[d.Backend]
+	if to.vip.info.Forwarding == bpf.ForwardingIPIP {
+		out := append(make([]byte, bpf.EncapLen(be)), frame...)
+		return out, bpf.Encap(out, be, &to.st.lb)
+	}
+	out := bytes.Clone(frame)
+	return out, bpf.RewriteL2DSR(out, be, &to.st.lb)
 }
