@@ -6,10 +6,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/spooky-lb/spooky/bpf"
 	"github.com/spooky-lb/spooky/cid"
+	"github.com/spooky-lb/spooky/test/netns"
+	"github.com/spooky-lb/spooky/xsk"
 )
 
 // Encrypted configs of the slow path's benchmarks at codepoint 2: a server
@@ -169,4 +174,101 @@ func threadCPU(tb testing.TB) time.Duration {
 		tb.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkSlowPathTX adds the AF_XDP TX ring to BenchmarkSlowPath: each
+// datagram is written into a UMEM frame (where the kernel's copy-mode
+// receive would have put it), decided, built, put on the TX ring of a
+// socket on a lab veth and sent with the batch's sendto (copy mode: an skb
+// per frame, veth xmit), its DCID batched into cid_cache. The veth's peer
+// drops every frame in XDP, so nothing downstream is measured. CPU time of
+// the one thread doing all of it, system time included.
+func BenchmarkSlowPathTX(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root: netns lab, AF_XDP")
+	}
+	lab := netns.New(b, netns.Config{Backends: 1})
+	drop, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1), asm.Return()}}) // XDP_DROP
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { drop.Close() })
+	err = lab.Bridge.Do(func() error {
+		l, err := link.AttachXDP(link.XDPOptions{Program: drop, Interface: lab.LB.PeerIndex, Flags: link.XDPDriverMode})
+		if err == nil {
+			b.Cleanup(func() { l.Close() })
+		}
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	objs, err := bpf.LoadLB(&bpf.LoadOptions{CIDCacheSize: 1 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { objs.Close() })
+	var sock *xsk.Socket
+	if err := lab.LB.Do(func() (err error) { sock, err = xsk.Open(lab.LB.Index, 0, &slowPathSocket); return err }); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { sock.Close() })
+
+	for _, tc := range []struct {
+		name string
+		c    cid.Config
+	}{{"single-pass", slowSingle}, {"four-pass", slowFour}} {
+		b.Run(tc.name, func(b *testing.B) {
+			r := mustSlowRouter(b, tc.c)
+			const n = 1 << 16
+			frames := slowFrames(b, tc.c, n, false)
+			var keys [slowBatch]bpf.CIDKey
+			var vals [slowBatch]uint32
+			k := 0
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			b.ResetTimer()
+			cpu0 := threadCPU(b)
+			for i := range b.N {
+				if i%n == 0 && i > 0 {
+					b.StopTimer()
+					clear(r.tables.direct)
+					b.StartTimer()
+				}
+				d, ok := sock.Alloc()
+				for !ok {
+					if err := sock.Flush(); err != nil {
+						b.Fatal(err)
+					}
+					d, ok = sock.Alloc()
+				}
+				f := frames[i%n]
+				buf, _ := sock.Frame(xsk.Desc{Addr: d.Addr - 256, Len: uint32(256 + len(f))})
+				copy(buf[256:], f)
+				d.Len = uint32(len(f))
+				s, dec, _ := decide(r, buf, 256)
+				if s < 0 || !dec.Learned {
+					b.Fatalf("decide: %d %v", s, dec)
+				}
+				out, _ := sock.Resize(d, 256-s, len(buf)-s)
+				for !sock.Send(out) {
+					if err := sock.Flush(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				keys[k], vals[k] = dec.CIDKey, dec.Backend
+				if k++; k == slowBatch {
+					if _, err := objs.CidCache.BatchUpdate(keys[:], vals[:], nil); err != nil {
+						b.Fatal(err)
+					}
+					if err := sock.Flush(); err != nil {
+						b.Fatal(err)
+					}
+					k = 0
+				}
+			}
+			b.ReportMetric(float64(b.N)/(threadCPU(b)-cpu0).Seconds(), "datagrams/cpu-s")
+		})
+	}
 }
