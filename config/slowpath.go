@@ -7,11 +7,12 @@ const (
 	// thousands of connections. 65536 entries of 32 octets are 4 MB.
 	DefaultCIDCacheSize = 65536
 	// DefaultSlowPathRate is how many cid_cache misses per second one CPU
-	// hands to the slow path for one VIP. The slow path decodes,
-	// caches and sends about 600k datagrams/s on one core of the build
-	// machines (single-pass, `make bench`, BenchmarkSlowPath); a quarter
-	// of that leaves the core room for the other VIPs and queues, and is
-	// far above the rate new connections' first datagrams arrive at.
+	// hands to the slow path for one VIP. The slow path decrypts, caches
+	// and sends about 800k datagrams per CPU-second on the build machines
+	// (single pass, with its TX ring: BenchmarkSlowPathTX in `make
+	// bench`, docs/benchmarks.md); under a fifth of that leaves the core
+	// room for the other VIPs and queues, and is far above the rate at
+	// which new connections' first datagrams arrive.
 	DefaultSlowPathRate = 150_000
 	// DefaultSlowPathBurst is how many misses above the rate one CPU may
 	// hand up at once: below the AF_XDP RX ring (2048 entries), which
