@@ -67,6 +67,8 @@ type Config struct {
 	BGP *BGPConfig `yaml:"bgp"`
 	// Proxy configures the userspace proxy (forwarding: proxy).
 	Proxy ProxyConfig `yaml:"proxy"`
+	// SlowPath tunes the routing of encrypted connection IDs (slowpath.go).
+	SlowPath SlowPathConfig `yaml:"slow_path"`
 
 	// SHA256 is the hex SHA-256 of the file Parse read, so operators can
 	// tell which file is running (admin API, spooky_config_info). Not

@@ -21,6 +21,7 @@ func (c *Config) setDefaults(present func(path string) bool) {
 		c.BGP.setDefaults(d)
 	}
 	c.setProxyDefaults(d)
+	c.SlowPath.setDefaults(d)
 
 	for i := range c.Services {
 		s := &c.Services[i]

@@ -66,7 +66,8 @@ func TestParseAppliesDefaults(t *testing.T) {
 			MaglevSize: 65537, FlowTimeout: 60 * time.Second,
 			Backends: []BackendConfig{{Name: "b1", Address: netip.MustParseAddr("198.18.1.1"), Weight: 100}},
 		}},
-		Proxy: ProxyConfig{MaxSessions: DefaultProxyMaxSessions},
+		Proxy:    ProxyConfig{MaxSessions: DefaultProxyMaxSessions},
+		SlowPath: SlowPathConfig{CIDCacheSize: DefaultCIDCacheSize, Rate: DefaultSlowPathRate, Burst: DefaultSlowPathBurst},
 		// sha256sum of the file's bytes.
 		SHA256: "73a6cbe096857ee8a6f6f7b6b2cb3e46856f9e953efaad125396532b88c48fba",
 	}

@@ -196,6 +196,7 @@ func (v *validator) config(c *Config) {
 	v.admin(c.Admin)
 	v.metrics(c.Metrics)
 	v.proxy(c.Proxy)
+	v.slowPath(c.SlowPath)
 
 	pools := map[string]string{} // name → path
 	for i := range c.Pools {

@@ -275,7 +275,7 @@ client() {
 
 client "web: https://198.18.0.10/ through XDP, l2dsr ($CONNS connections × $REQUESTS requests)" \
 	https://198.18.0.10/ "$CONNS" "$REQUESTS" web-1 web-2 web-3
-note "shown: 4-tuple Maglev spreads connections by weight 100/100/50 (~40/40/20 %); web's CIDs are AES-encrypted and XDP has no AES (the Go forwarder that would decrypt them does not exist yet), so its packets go by flow table and Maglev, not CID (stats: BY FLOW, BY MAGLEV, cid_cache_miss)."
+note "shown: 4-tuple Maglev spreads connections by weight 100/100/50 (~40/40/20 %); web's CIDs are AES-encrypted and XDP has no AES: the first datagram of each DCID goes to Go over AF_XDP, which decrypts it, forwards it and caches DCID → backend, and the rest stay in XDP (stats: SLOW PATH / BY CID, then BY CID CACHE)."
 
 client "dns-over-quic: https://[2001:db8::53]:853/ through XDP, ipip over IPv6 (20 connections)" \
 	"https://[2001:db8::53]:853/" 20 "$REQUESTS" doq-1 doq-2

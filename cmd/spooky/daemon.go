@@ -43,6 +43,8 @@ type daemonOptions struct {
 	iface   string
 	xdpMode forwarder.XDPMode
 	pinRoot string
+	// dataplane is xdp or userspace (spooky attach --dataplane).
+	dataplane forwarder.Dataplane
 	// logLevel, if set, is the logger's level, which a reload changes.
 	logLevel *slog.LevelVar
 	// watch, if not zero, is how often the config file is checked for new
@@ -107,6 +109,7 @@ func newDaemon(ctx context.Context, opts daemonOptions, cfg *config.Config, log 
 	if opts.iface != "" {
 		x, err := forwarder.Attach(forwarder.AttachOptions{
 			Interface: opts.iface, Mode: opts.xdpMode, PinRoot: opts.pinRoot, Logger: log, Health: d.health,
+			Dataplane: opts.dataplane, CIDCacheSize: cfg.SlowPath.CIDCacheSize,
 		})
 		if err != nil {
 			return nil, err
