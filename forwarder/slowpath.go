@@ -94,8 +94,15 @@ func StartSlowPath(objs *bpf.LBObjects, opts SlowPathOptions) (*SlowPath, error)
 			if q == 0 {
 				return nil, fmt.Errorf("slow path: %w", err)
 			}
-			// Fewer queues in use than the device has.
-			log.Warn("slow path: queue has no socket; its encrypted misses are hashed", "queue", q, "err", err)
+			if errors.Is(err, unix.EINVAL) {
+				// The device has more queues allocated than in use
+				// (a veth's default; ethtool -L sets the count): the
+				// kernel refuses a bind past real_num_rx_queues, and
+				// no frame arrives on those queues.
+				log.Info("slow path: sockets on the RX queues in use", "queues", q, "allocated", queues)
+			} else {
+				log.Warn("slow path: queue has no socket; its encrypted misses are hashed", "queue", q, "err", err)
+			}
 			break
 		}
 		w := &slowWorker{sp: sp, sock: s}
