@@ -368,8 +368,7 @@ func (p *Proxy) tableFull() {
 func (p *Proxy) Stats() *ProxyStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var ev [numProxyEvents]uint64
-	ev = p.retired
+	ev := p.retired
 	st := &ProxyStats{
 		Events:      map[string]uint64{},
 		Reasons:     reasonCountsByName(p.router.ReasonCounts()),

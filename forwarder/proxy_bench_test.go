@@ -474,9 +474,6 @@ func waitSettled(read func() uint64) {
 // benchAdminSocket is the admin socket of the running spooky.
 var benchAdminSocket string
 
-// sessions reads the open sessions of the running spooky.
-func (l *proxyBenchLab) sessions(tb testing.TB) int64 { return l.stats(tb).Sessions }
-
 // stats reads the running spooky's proxy counters.
 func (l *proxyBenchLab) stats(tb testing.TB) *ProxyStats {
 	tb.Helper()

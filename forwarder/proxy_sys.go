@@ -239,23 +239,6 @@ func udpSocket(addr netip.Addr) (int, error) {
 	return fd, nil
 }
 
-// sockaddr returns ap as a raw socket address of its family and its length.
-func sockaddr(ap netip.AddrPort) (unix.RawSockaddrInet6, uint32) {
-	var sa unix.RawSockaddrInet6
-	a := ap.Addr().Unmap()
-	if a.Is4() {
-		s4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(&sa))
-		s4.Family = unix.AF_INET
-		s4.Port = htons(ap.Port())
-		s4.Addr = a.As4()
-		return sa, unix.SizeofSockaddrInet4
-	}
-	sa.Family = unix.AF_INET6
-	sa.Port = htons(ap.Port())
-	sa.Addr = a.As16()
-	return sa, unix.SizeofSockaddrInet6
-}
-
 func toSockaddr(ap netip.AddrPort) unix.Sockaddr {
 	a := ap.Addr().Unmap()
 	if a.Is4() {
