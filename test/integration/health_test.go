@@ -34,7 +34,10 @@ const (
 func TestHealthChecksDriveTheXDPTables(t *testing.T) {
 	x := mustXDPLabWith(t, "l2dsr", xdpLabOptions{
 		top: fmt.Sprintf("metrics:\n  listen: %s\n", metricsListen),
-		service: fmt.Sprintf("    health_check: {type: http3, interval: %s, timeout: %s, rise: %d, fall: %d}\n",
+		// Flows of a second: new connections below must not reuse the
+		// 4-tuple of an earlier one still in the flow table (see the
+		// drain subtest).
+		service: fmt.Sprintf("    flow_timeout: 1s\n    health_check: {type: http3, interval: %s, timeout: %s, rise: %d, fall: %d}\n",
 			checkInterval, checkTimeout, checkRise, checkFall),
 	})
 	sock := x.adminSocket()
@@ -164,6 +167,12 @@ func TestHealthChecksDriveTheXDPTables(t *testing.T) {
 				t.Errorf("request %d on an established connection to the drained %s: %q, %v", i, name, got, err)
 			}
 		}
+		// A flow-table entry still routes its 4-tuple to the drained
+		// backend (it may carry a handshake that began before the drain),
+		// and a new connection from a client port the kernel hands out
+		// again would follow it: wait until the earlier connections'
+		// entries have expired (flow_timeout, then the daemon's sweep).
+		time.Sleep(time.Second + 5*time.Second)
 		r := mustRunClient(t, x.Client, x.vip4, 30, 1)
 		if r.Failed != 0 || r.ConnBackends[name] != 0 {
 			t.Errorf("new connections while draining: %d failed, %d reached the drained %s", r.Failed, r.ConnBackends[name], name)
