@@ -53,6 +53,19 @@ const (
 	peerOutEnv      = "SPOOKY_PEER_OUT"
 	// peerCaddyEnv names a caddy binary to use instead of building one.
 	peerCaddyEnv = "SPOOKY_PEER_CADDY"
+	// peerPerfEnv, when set, names a file for a `perf record -g` of the
+	// spooky process across its 4×16 runs: its own profile, without the
+	// upstream's or the load generator's.
+	peerPerfEnv = "SPOOKY_PEER_PERF"
+	// peerSpookyEnv adds space-separated NAME=VALUE pairs to spooky's
+	// environment (GOGC=..., GODEBUG=...), to measure a setting.
+	peerSpookyEnv = "SPOOKY_PEER_SPOOKY_ENV"
+	// peerBBinEnv and peerBEnvEnv, when either is set, add a second spooky
+	// ("spooky-b": that binary, default the same one, with those
+	// NAME=VALUE pairs) to every round, for an A/B comparison of a change
+	// or a setting measured side by side under the same machine load.
+	peerBBinEnv = "SPOOKY_PEER_B_BIN"
+	peerBEnvEnv = "SPOOKY_PEER_B_ENV"
 )
 
 // TestPeerChild is the peer benchmark's upstream or plain HTTP/3 server:
@@ -321,10 +334,11 @@ func BenchmarkPeers(b *testing.B) {
 	upstream := startPeerProc(b, "upstream", self("upstream"), rigCPUs, true, "")
 	plain := startPeerProc(b, "plain", self("plain"), rigCPUs, true, "")
 
-	spookyAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(b)))
-	_, sport, _ := net.SplitHostPort(spookyAddr)
-	scfg := filepath.Join(dir, "spooky.yaml")
-	if err := os.WriteFile(scfg, []byte(fmt.Sprintf(`log: {level: warn}
+	startSpooky := func(name, bin string, env []string) *peerProc {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(b)))
+		_, port, _ := net.SplitHostPort(addr)
+		cfg := filepath.Join(dir, name+".yaml")
+		if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`log: {level: warn}
 admin: {socket: %s}
 services:
   - name: bench
@@ -336,13 +350,21 @@ services:
 pools:
   - name: up
     upstreams: [{address: "http://%s"}]
-`, filepath.Join(dir, "admin.sock"), sport, certFile, keyFile, upstream.addr)), 0o600); err != nil {
-		b.Fatal(err)
+`, filepath.Join(dir, name+".sock"), port, certFile, keyFile, upstream.addr)), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		cmd := exec.Command(bin, "serve", "-c", cfg)
+		cmd.Env = append(os.Environ(), env...)
+		return startPeerProc(b, name, cmd, rigCPUs, false, addr)
 	}
-	spookyCmd := exec.Command(spookyBin, "serve", "-c", scfg)
-	spookyCmd.Env = os.Environ()
-	spooky := startPeerProc(b, "spooky", spookyCmd, rigCPUs, false, spookyAddr)
+	spooky := startSpooky("spooky", spookyBin, strings.Fields(os.Getenv(peerSpookyEnv)))
 	servers := []*peerProc{spooky}
+	if bbin, benv := os.Getenv(peerBBinEnv), os.Getenv(peerBEnvEnv); bbin != "" || benv != "" {
+		if bbin == "" {
+			bbin = spookyBin
+		}
+		servers = append(servers, startSpooky("spooky-b", bbin, strings.Fields(benv)))
+	}
 
 	if caddyBin != "" {
 		caddyAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(b)))
@@ -395,7 +417,14 @@ https://bench.spooky.test:%s {
 	for range rounds {
 		for _, p := range points {
 			for _, s := range servers {
+				var stopPerf func()
+				if out := os.Getenv(peerPerfEnv); out != "" && s == spooky && p.total() == 64 {
+					stopPerf = startPerf(b, s, out)
+				}
 				f, err := measurePeer(s, upstream, p, tc, dur)
+				if stopPerf != nil {
+					stopPerf()
+				}
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -419,6 +448,13 @@ https://bench.spooky.test:%s {
 	fmt.Fprintf(&sb, "%-8s %-7s %9s %9s %9s %9s %12s %8s\n", "server", "streams", "req/s", "p50 µs", "p99 µs", "CPU µs/req", "upstream µs", "loadgen")
 	for _, f := range figs {
 		fmt.Fprintf(&sb, "%-8s %-7s %9.0f %9.0f %9.0f %9.1f %12.1f %7.0f%%\n", f.Server, fmt.Sprintf("%dx%d", f.Conns, f.Streams), f.RPS, f.P50us, f.P99us, f.CPUus, f.UpstreamCPUus, f.LoadCPU*100)
+	}
+	if _, ok := med[key("spooky-b", points[0])]; ok {
+		fmt.Fprintf(&sb, "spooky-b / spooky:\n")
+		for _, p := range points {
+			a, bb := med[key("spooky", p)], med[key("spooky-b", p)]
+			fmt.Fprintf(&sb, "  %2d streams: req/s %.2f×, p99 %.2f×, CPU/req %.2f×\n", p.total(), bb.RPS/a.RPS, bb.P99us/a.P99us, bb.CPUus/a.CPUus)
+		}
 	}
 	fmt.Fprintf(&sb, "ratios (spooky / caddy, spooky / plain):\n")
 	for _, p := range points {
@@ -511,4 +547,31 @@ func medianFigure(fs []peerFigure) peerFigure {
 	m.UpstreamCPUus = pick(func(f peerFigure) float64 { return f.UpstreamCPUus })
 	m.LoadCPU = pick(func(f peerFigure) float64 { return f.LoadCPU })
 	return m
+}
+
+// startPerf records the process with perf(1) into out (appending a round
+// number after the first) until the returned function is called.
+func startPerf(tb testing.TB, p *peerProc, out string) func() {
+	if _, err := os.Stat(out); err == nil {
+		for i := 2; ; i++ {
+			if _, err := os.Stat(out + "." + strconv.Itoa(i)); err != nil {
+				out += "." + strconv.Itoa(i)
+				break
+			}
+		}
+	}
+	cmd := exec.Command("perf", "record", "-g", "-o", out, "-p", strconv.Itoa(p.cmd.Process.Pid))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		tb.Logf("perf record: %v", err)
+		return func() {}
+	}
+	time.Sleep(200 * time.Millisecond) // perf attaches
+	return func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		if err := cmd.Wait(); err != nil && !strings.Contains(stderr.String(), "Captured and wrote") {
+			tb.Logf("perf record: %v\n%s", err, stderr.String())
+		}
+	}
 }

@@ -133,6 +133,18 @@ func (u *Upstream) buildTransport() error {
 	}
 	tr.Protocols = p
 	u.transport, u.closeIdle = tr, tr.CloseIdleConnections
+	if u.cfg.Protocol == ProtoH1 && !u.cfg.TLS {
+		// Cleartext HTTP/1.1, the common upstream: the lean client, with
+		// the Transport above kept for upgrades and CONNECT.
+		c := &h1Client{
+			addr:        u.cfg.Address,
+			dialer:      net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second},
+			maxIdle:     tr.MaxIdleConnsPerHost,
+			idleTimeout: tr.IdleConnTimeout,
+			fallback:    tr,
+		}
+		u.transport, u.closeIdle = c, func() { c.closeIdle(true) }
+	}
 	return nil
 }
 

@@ -1,0 +1,200 @@
+package l7
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// rawUpstream is an HTTP/1.1 upstream written by hand, for answers
+// net/http's server would not give: it reads each request head (and a
+// Content-Length body) and lets serve write whatever it likes. serve
+// returns false to close the connection.
+type rawUpstream struct {
+	addr  string
+	conns atomic.Int64
+}
+
+func mustRawUpstream(tb testing.TB, serve func(n int, c net.Conn, req *http.Request) bool) *rawUpstream {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	u := &rawUpstream{addr: ln.Addr().String()}
+	var wg sync.WaitGroup
+	tb.Cleanup(func() { ln.Close(); wg.Wait() })
+	var reqs atomic.Int64
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u.conns.Add(1)
+			wg.Go(func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					_, _ = io.Copy(io.Discard, req.Body)
+					if !serve(int(reqs.Add(1)), c, req) {
+						return
+					}
+				}
+			})
+		}
+	})
+	return u
+}
+
+func TestH1ClientFramesResponses(t *testing.T) {
+	cert := mustCert(t, "app.example.com")
+	for _, tc := range []struct {
+		name     string
+		method   string
+		answer   string // the whole response, written at once
+		keep     bool   // the upstream keeps the connection open
+		status   int
+		body     string
+		trailer  string // X-Sum trailer expected
+		oneConns bool   // both requests must share one connection
+	}{
+		{name: "a Content-Length body arrives and the connection is reused", method: "GET",
+			answer: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", keep: true, status: 200, body: "hello", oneConns: true},
+		{name: "a chunked body arrives with its trailers", method: "GET",
+			answer: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\nX-Sum: 42\r\n\r\n",
+			keep:   true, status: 200, body: "abcde", trailer: "42", oneConns: true},
+		{name: "interim 100 and 103 responses are skipped", method: "GET",
+			answer: "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok",
+			keep:   true, status: 201, body: "ok", oneConns: true},
+		{name: "a body delimited by the connection's close arrives whole", method: "GET",
+			answer: "HTTP/1.1 200 OK\r\n\r\nuntil the end", status: 200, body: "until the end"},
+		{name: "a HEAD answer has no body though it states a length", method: "HEAD",
+			answer: "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", keep: true, status: 200, body: "", oneConns: true},
+		{name: "a 204 has no body", method: "GET",
+			answer: "HTTP/1.1 204 No Content\r\n\r\n", keep: true, status: 204, body: "", oneConns: true},
+		{name: "conflicting Content-Length fields are a bad gateway", method: "GET",
+			answer: "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", status: 502},
+		{name: "an unknown transfer coding is a bad gateway", method: "GET",
+			answer: "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxx", status: 502},
+		{name: "a malformed status line is a bad gateway", method: "GET",
+			answer: "HTTP/1.1 OK\r\n\r\n", status: 502},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := mustRawUpstream(t, func(_ int, c net.Conn, _ *http.Request) bool {
+				_, _ = io.WriteString(c, tc.answer)
+				return tc.keep
+			})
+			s := mustServer(t, oneService(t, cert, PoolConfig{Upstreams: []UpstreamConfig{{Name: "raw", Address: up.addr}}}))
+			c, _ := h3Client(t, cert, mustAddr(t, s))
+			for range 2 {
+				req, _ := http.NewRequest(tc.method, "https://app.example.com/x", nil)
+				res, body := mustDo(t, c, req)
+				if res.StatusCode != tc.status {
+					t.Fatalf("status %d, want %d (body %q)", res.StatusCode, tc.status, body)
+				}
+				if tc.status == 502 {
+					continue
+				}
+				if body != tc.body {
+					t.Errorf("body %q, want %q", body, tc.body)
+				}
+				if got := res.Trailer.Get("X-Sum"); got != tc.trailer {
+					t.Errorf("trailer X-Sum %q, want %q", got, tc.trailer)
+				}
+			}
+			if n := up.conns.Load(); tc.oneConns && n != 1 {
+				t.Errorf("%d upstream connections for 2 requests, want 1", n)
+			}
+		})
+	}
+}
+
+func TestH1ClientRetriesAConnectionTheUpstreamClosedWhileIdle(t *testing.T) {
+	cert := mustCert(t, "app.example.com")
+	closed := make(chan struct{}, 10)
+	up := mustRawUpstream(t, func(_ int, c net.Conn, _ *http.Request) bool {
+		// Keep-alive promised, then the connection is closed at once, as
+		// an upstream whose idle timeout passes does.
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		c.Close()
+		closed <- struct{}{}
+		return false
+	})
+	s := mustServer(t, oneService(t, cert, PoolConfig{Upstreams: []UpstreamConfig{{Name: "raw", Address: up.addr}}}))
+	c, _ := h3Client(t, cert, mustAddr(t, s))
+	for _, m := range []string{"GET", "POST", "GET"} {
+		req, _ := http.NewRequest(m, "https://app.example.com/", nil)
+		res, body := mustDo(t, c, req)
+		if res.StatusCode != 200 || body != "ok" {
+			t.Fatalf("%s: status %d body %q, want 200 ok", m, res.StatusCode, body)
+		}
+		<-closed
+	}
+	if n := up.conns.Load(); n != 3 {
+		t.Errorf("%d upstream connections, want 3 (one per request)", n)
+	}
+}
+
+func TestH1ClientSendsBodiesOfUnknownLengthChunked(t *testing.T) {
+	cert := mustCert(t, "app.example.com")
+	up := mustUpstream(t, ProtoH1, "u", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Seen-TE", strings.Join(r.TransferEncoding, ","))
+		w.Header().Set("X-Seen-Length", strings.TrimSpace(r.Header.Get("Content-Length")))
+		_, _ = w.Write(b)
+	}))
+	s := mustServer(t, oneService(t, cert, PoolConfig{Upstreams: []UpstreamConfig{up}}))
+	c, _ := h3Client(t, cert, mustAddr(t, s))
+	for _, tc := range []struct {
+		name, method string
+		body         io.Reader
+		want, te     string
+	}{
+		{"a POST of unknown length goes chunked", "POST", io.MultiReader(strings.NewReader("abc"), strings.NewReader("def")), "abcdef", "chunked"},
+		{"a POST of known length goes with Content-Length", "POST", strings.NewReader("abcdef"), "abcdef", ""},
+		{"an empty POST goes with Content-Length 0", "POST", nil, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tc.method, "https://app.example.com/", tc.body)
+			res, body := mustDo(t, c, req)
+			if body != tc.want || res.Header.Get("X-Seen-TE") != tc.te {
+				t.Errorf("upstream saw body %q TE %q, want %q %q", body, res.Header.Get("X-Seen-TE"), tc.want, tc.te)
+			}
+		})
+	}
+}
+
+func TestH1RequestsThatWouldSplitAreRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(r *http.Request)
+	}{
+		{"a CR LF in a field value", func(r *http.Request) { r.Header["X-A"] = []string{"a\r\nX-Smuggled: 1"} }},
+		{"a space in a field name", func(r *http.Request) { r.Header["X A"] = []string{"1"} }},
+		{"a CR LF in the host", func(r *http.Request) { r.Host = "a\r\nb" }},
+		{"a space in the method", func(r *http.Request) { r.Method = "GET /x" }},
+		{"a CR LF in a trailer", func(r *http.Request) { r.Trailer = http.Header{"X-T": {"a\nb"}} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &http.Request{Method: "GET", URL: &url.URL{Scheme: "http", Host: "u", Path: "/"}, Host: "u", Header: http.Header{}}
+			if err := validH1Request(r); err != nil {
+				t.Fatalf("the unedited request is refused: %v", err)
+			}
+			tc.edit(r)
+			if err := validH1Request(r); err == nil {
+				t.Error("accepted")
+			}
+		})
+	}
+}
