@@ -94,11 +94,13 @@ func (u *Upstream) buildTransport() error {
 	switch u.cfg.Protocol {
 	case ProtoH3:
 		u.scheme = "https"
-		tr := &http3.Transport{
-			TLSClientConfig: tc,
-			QUICConfig:      &quic.Config{HandshakeIdleTimeout: dialTimeout, MaxIdleTimeout: 30 * time.Second, KeepAlivePeriod: 10 * time.Second},
-		}
-		u.transport, u.closeIdle = tr, func() { _ = tr.Close() }
+		p := newH3Pool(func() *http3.Transport {
+			return &http3.Transport{
+				TLSClientConfig: tc,
+				QUICConfig:      &quic.Config{HandshakeIdleTimeout: dialTimeout, MaxIdleTimeout: 30 * time.Second, KeepAlivePeriod: 10 * time.Second},
+			}
+		})
+		u.transport, u.closeIdle = p, p.close
 		return nil
 	}
 	tr := &http.Transport{
