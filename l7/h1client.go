@@ -45,11 +45,12 @@ type h1Client struct {
 const h1BufSize = 32 << 10
 
 type h1Conn struct {
-	c      net.Conn
-	br     *bufio.Reader
-	bw     *bufio.Writer
-	tp     textproto.Reader
-	idleAt time.Time
+	c  net.Conn
+	br *bufio.Reader
+	bw *bufio.Writer
+	// scratch holds the response head being read.
+	scratch []byte
+	idleAt  time.Time
 }
 
 // errH1ServerClosedIdle is a reused connection the upstream closed before
@@ -126,7 +127,6 @@ func (t *h1Client) get(ctx context.Context) (*h1Conn, bool, error) {
 		return nil, false, err
 	}
 	pc := &h1Conn{c: c, br: bufio.NewReaderSize(c, h1BufSize), bw: bufio.NewWriterSize(c, h1BufSize)}
-	pc.tp.R = pc.br
 	return pc, false, nil
 }
 
@@ -187,7 +187,7 @@ func (t *h1Client) exchange(pc *h1Conn, req *http.Request, body io.Reader, chunk
 		go func() { wdone <- writeRequestBody(pc, req, body, chunked) }()
 	}
 
-	res, err := readResponseHead(pc, req)
+	rb, err := readResponseHead(pc, req)
 	if err != nil {
 		if wdone != nil {
 			// The body writer may be blocked on the upstream or the
@@ -200,14 +200,13 @@ func (t *h1Client) exchange(pc *h1Conn, req *http.Request, body io.Reader, chunk
 		}
 		return fail(staleErr(err, wdone == nil))
 	}
-	rb := &h1Body{t: t, pc: pc, stop: stop, wdone: wdone, res: res}
+	rb.t, rb.pc, rb.stop, rb.wdone = t, pc, stop, wdone
 	if err := rb.frame(req); err != nil {
 		rb.reusable = false
 		_ = rb.Close()
 		return nil, err
 	}
-	res.Body = rb
-	return res, nil
+	return &rb.res, nil
 }
 
 // staleErr marks an upstream that closed a connection before a byte of its
@@ -415,13 +414,17 @@ func writeRequestBody(pc *h1Conn, req *http.Request, body io.Reader, chunked boo
 }
 
 // readResponseHead reads the status line and fields of the final response,
-// skipping interim 1xx responses (RFC 9110 §15.2).
-func readResponseHead(pc *h1Conn, req *http.Request) (*http.Response, error) {
+// skipping interim 1xx responses (RFC 9110 §15.2). The response and its
+// body are one allocation.
+func readResponseHead(pc *h1Conn, req *http.Request) (*h1Body, error) {
 	for {
-		line, err := pc.tp.ReadLine()
+		head, scratch, err := readH1Head(pc.br, pc.scratch)
+		pc.scratch = scratch[:0]
 		if err != nil {
 			return nil, err
 		}
+		line, fields, _ := strings.Cut(head, "\n")
+		line = strings.TrimSuffix(line, "\r")
 		proto, rest, ok1 := strings.Cut(line, " ")
 		code, _, _ := strings.Cut(rest, " ")
 		major, minor, ok2 := http.ParseHTTPVersion(proto)
@@ -429,20 +432,22 @@ func readResponseHead(pc *h1Conn, req *http.Request) (*http.Response, error) {
 		if !ok1 || !ok2 || major != 1 || err != nil || len(code) != 3 || status < 100 {
 			return nil, fmt.Errorf("malformed HTTP response %q", line)
 		}
-		h, err := pc.tp.ReadMIMEHeader()
-		if err != nil {
-			return nil, fmt.Errorf("read response header: %w", err)
-		}
 		if status < 200 && status != http.StatusSwitchingProtocols {
 			continue
 		}
 		if status == http.StatusSwitchingProtocols {
 			return nil, errors.New("unexpected 101 Switching Protocols")
 		}
-		return &http.Response{
+		h, err := parseH1Fields(fields)
+		if err != nil {
+			return nil, fmt.Errorf("response header: %w", err)
+		}
+		b := &h1Body{}
+		b.res = http.Response{
 			Status: rest, StatusCode: status, Proto: proto, ProtoMajor: major, ProtoMinor: minor,
-			Header: http.Header(h), Request: req, ContentLength: -1,
-		}, nil
+			Header: h, Request: req, ContentLength: -1, Body: b,
+		}
+		return b, nil
 	}
 }
 
@@ -450,12 +455,13 @@ func readResponseHead(pc *h1Conn, req *http.Request) (*http.Response, error) {
 // it reads the trailers of a chunked body; Close gives the connection back
 // when the exchange ended cleanly both ways, else closes it.
 type h1Body struct {
+	res      http.Response
 	t        *h1Client
 	pc       *h1Conn
 	stop     func() bool
 	wdone    chan error
-	res      *http.Response
 	r        io.Reader // the framed body
+	lr       io.LimitedReader
 	chunked  bool
 	eof      bool
 	reusable bool
@@ -464,7 +470,7 @@ type h1Body struct {
 
 // frame sets the body's framing from the response head (RFC 9112 §6.3).
 func (b *h1Body) frame(req *http.Request) error {
-	res, h := b.res, b.res.Header
+	res, h := &b.res, b.res.Header
 	b.reusable = !(res.ProtoMinor == 0 && !headerHasToken(h, "Connection", "keep-alive")) &&
 		!headerHasToken(h, "Connection", "close")
 	if te := h["Transfer-Encoding"]; len(te) > 0 {
@@ -514,7 +520,8 @@ func (b *h1Body) frame(req *http.Request) error {
 		b.r, b.chunked = httputil.NewChunkedReader(b.pc.br), true
 		res.ContentLength = -1
 	case res.ContentLength >= 0:
-		b.r = io.LimitReader(b.pc.br, res.ContentLength)
+		b.lr = io.LimitedReader{R: b.pc.br, N: res.ContentLength}
+		b.r = &b.lr
 		b.eof = res.ContentLength == 0
 	default:
 		// Delimited by the close of the connection (§6.3 item 8).
@@ -542,7 +549,12 @@ func (b *h1Body) Read(p []byte) (int, error) {
 		}
 		if b.chunked {
 			// Trailer section after the last chunk (RFC 9112 §7.1.2).
-			tr, terr := b.pc.tp.ReadMIMEHeader()
+			head, scratch, terr := readH1Head(b.pc.br, b.pc.scratch)
+			b.pc.scratch = scratch[:0]
+			var tr http.Header
+			if terr == nil {
+				tr, terr = parseH1Fields(head)
+			}
 			if terr != nil {
 				b.reusable = false
 				return n, fmt.Errorf("read trailers: %w", terr)

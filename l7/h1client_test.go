@@ -2,10 +2,12 @@ package l7
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -196,5 +198,55 @@ func TestH1RequestsThatWouldSplitAreRefused(t *testing.T) {
 				t.Error("accepted")
 			}
 		})
+	}
+}
+
+func TestH1FieldsParse(t *testing.T) {
+	for _, tc := range []struct {
+		name, head string
+		want       http.Header
+		bad        bool
+	}{
+		{name: "canonical names, trimmed values", head: "Content-Length: 5\r\nX-A:  a b \t\r\n\r\n",
+			want: http.Header{"Content-Length": {"5"}, "X-A": {"a b"}}},
+		{name: "names are made canonical", head: "content-type: text/plain\r\nx-rAY-id: 7\r\n\r\n",
+			want: http.Header{"Content-Type": {"text/plain"}, "X-Ray-Id": {"7"}}},
+		{name: "repeated fields keep their order", head: "Set-Cookie: a=1\r\nX: 0\r\nSet-Cookie: b=2\r\n\r\n",
+			want: http.Header{"Set-Cookie": {"a=1", "b=2"}, "X": {"0"}}},
+		{name: "bare LF line ends", head: "A: 1\nB: 2\n\n", want: http.Header{"A": {"1"}, "B": {"2"}}},
+		{name: "an empty value", head: "X-Empty:\r\n\r\n", want: http.Header{"X-Empty": {""}}},
+		{name: "no fields", head: "\r\n", want: http.Header{}},
+		{name: "obs-fold is refused", head: "X: a\r\n b\r\n\r\n", bad: true},
+		{name: "a line without a colon is refused", head: "X a\r\n\r\n", bad: true},
+		{name: "a space before the colon is refused", head: "X : a\r\n\r\n", bad: true},
+		{name: "a NUL in a value is refused", head: "X: a\x00b\r\n\r\n", bad: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, err := parseH1Fields(tc.head)
+			if tc.bad {
+				if err == nil {
+					t.Fatalf("accepted as %v", h)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(h, tc.want) {
+				t.Errorf("got %v, want %v", h, tc.want)
+			}
+		})
+	}
+}
+
+func TestH1HeadIsBounded(t *testing.T) {
+	head := "HTTP/1.1 200 OK\r\n" + strings.Repeat("X-Long: "+strings.Repeat("a", 1000)+"\r\n", maxH1HeadBytes/1000+1) + "\r\n"
+	_, _, err := readH1Head(bufio.NewReaderSize(strings.NewReader(head), 4096), nil)
+	if !errors.Is(err, errH1HeadTooLarge) {
+		t.Fatalf("err %v, want %v", err, errH1HeadTooLarge)
+	}
+	got, _, err := readH1Head(bufio.NewReaderSize(strings.NewReader("HTTP/1.1 204 No Content\r\nA: "+strings.Repeat("b", 9000)+"\r\n\r\nnext"), 4096), nil)
+	if err != nil || !strings.HasSuffix(got, "\r\n\r\n") || strings.Contains(got, "next") {
+		t.Fatalf("a head longer than the reader's buffer: %q, %v", got[max(0, len(got)-10):], err)
 	}
 }
