@@ -2,16 +2,19 @@ package l7
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // rawUpstream is an HTTP/1.1 upstream written by hand, for answers
@@ -248,5 +251,94 @@ func TestH1HeadIsBounded(t *testing.T) {
 	got, _, err := readH1Head(bufio.NewReaderSize(strings.NewReader("HTTP/1.1 204 No Content\r\nA: "+strings.Repeat("b", 9000)+"\r\n\r\nnext"), 4096), nil)
 	if err != nil || !strings.HasSuffix(got, "\r\n\r\n") || strings.Contains(got, "next") {
 		t.Fatalf("a head longer than the reader's buffer: %q, %v", got[max(0, len(got)-10):], err)
+	}
+}
+
+// TestH1UpstreamConnectionsStayWithinMaxConnections holds MaxConnections
+// requests at an HTTP/1.1 upstream: one more is refused as the pool has no
+// room (503), and every request, held or later, rides on at most
+// MaxConnections connections.
+func TestH1UpstreamConnectionsStayWithinMaxConnections(t *testing.T) {
+	const maxConns = 2
+	cert := mustCert(t, "app.example.com")
+	release := make(chan struct{})
+	var held atomic.Int64
+	var opened atomic.Int64
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hold" {
+			held.Add(1)
+			<-release
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	up.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			opened.Add(1)
+		}
+	}
+	up.Start()
+	t.Cleanup(up.Close)
+	s := mustServer(t, oneService(t, cert, PoolConfig{Upstreams: []UpstreamConfig{{Name: "u", Address: up.Listener.Addr().String(), MaxConnections: maxConns}}}))
+	c, _ := h3Client(t, cert, mustAddr(t, s))
+	var wg sync.WaitGroup
+	for range maxConns {
+		wg.Go(func() {
+			res, body := mustGet(t, c, "https://app.example.com/hold")
+			if res.StatusCode != 200 || body != "ok" {
+				t.Errorf("held request: %d %q", res.StatusCode, body)
+			}
+		})
+	}
+	waitFor(t, 5*time.Second, "the held requests at the upstream", func() bool { return held.Load() == maxConns })
+	if res, body := mustGet(t, c, "https://app.example.com/more"); res.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("a request past MaxConnections: %d %q, want 503", res.StatusCode, body)
+	}
+	close(release)
+	wg.Wait()
+	for range 10 {
+		if res, _ := mustGet(t, c, "https://app.example.com/later"); res.StatusCode != 200 {
+			t.Fatalf("later request: %d", res.StatusCode)
+		}
+	}
+	if n := opened.Load(); n > maxConns {
+		t.Errorf("upstream saw %d connections, want at most %d", n, maxConns)
+	}
+}
+
+// TestH1ExchangeEndsWhenTheClientLeaves cancels a request the upstream
+// holds: spooky must give up its side (closing the connection, which is
+// how an HTTP/1.1 upstream learns of it), not wait for the answer.
+func TestH1ExchangeEndsWhenTheClientLeaves(t *testing.T) {
+	cert := mustCert(t, "app.example.com")
+	arrived, gone := make(chan struct{}), make(chan struct{})
+	up := mustUpstream(t, ProtoH1, "u", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(arrived)
+		select {
+		case <-r.Context().Done(): // the connection closed
+			close(gone)
+		case <-time.After(15 * time.Second): // so that a failing test ends
+		}
+	}))
+	s := mustServer(t, oneService(t, cert, PoolConfig{Upstreams: []UpstreamConfig{up}}))
+	c, _ := h3Client(t, cert, mustAddr(t, s))
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://app.example.com/", nil)
+	errc := make(chan error, 1)
+	go func() {
+		res, err := c.Do(req)
+		if err == nil {
+			res.Body.Close()
+		}
+		errc <- err
+	}()
+	<-arrived
+	cancel()
+	if err := <-errc; err == nil {
+		t.Error("the cancelled request got an answer")
+	}
+	select {
+	case <-gone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the upstream still holds the request 10 s after the client left")
 	}
 }
