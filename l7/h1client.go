@@ -184,7 +184,16 @@ func (t *h1Client) exchange(pc *h1Conn, req *http.Request, body io.Reader, chunk
 		}
 	} else {
 		wdone = make(chan error, 1)
-		go func() { wdone <- writeRequestBody(pc, req, body, chunked) }()
+		go func() {
+			err := writeRequestBody(pc, req, body, chunked)
+			if err != nil {
+				// The request cannot be completed: close, as net/http
+				// does, so that a read waiting on the upstream (which
+				// waits for the rest of the body) ends now.
+				_ = pc.c.Close()
+			}
+			wdone <- err
+		}()
 	}
 
 	rb, err := readResponseHead(pc, req)

@@ -342,3 +342,48 @@ func TestH1ExchangeEndsWhenTheClientLeaves(t *testing.T) {
 		t.Fatal("the upstream still holds the request 10 s after the client left")
 	}
 }
+
+// TestH1RequestBodyFailureClosesTheUpstreamConnection sends a body that
+// breaks off malformed: the upstream, still waiting for the rest, must see
+// its connection closed and the client get its 400 at once, not when the
+// route's (here long) timeout passes.
+func TestH1RequestBodyFailureClosesTheUpstreamConnection(t *testing.T) {
+	cert := mustCert(t, "app.example.com")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	closed := make(chan struct{})
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, c) // never answers; reads until the close
+		c.Close()
+		close(closed)
+	}()
+	cfg := oneService(t, cert, PoolConfig{Upstreams: []UpstreamConfig{{Name: "u", Address: ln.Addr().String()}}},
+		Route{Pool: "p", Timeout: time.Minute})
+	cfg.Services[0].TCP = true
+	s := mustServer(t, cfg)
+	c := mustRawTLS(t, cert, mustAddr(t, s))
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: app.example.com\r\nTransfer-Encoding: chunked\r\n\r\n"+
+		"4\r\nabcd\r\nnot-a-chunk-size\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no answer within 20 s (the route timeout is a minute): %v", err)
+	}
+	if res.StatusCode != http.StatusBadRequest {
+		t.Errorf("status %d, want 400", res.StatusCode)
+	}
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second):
+		t.Error("the upstream connection stayed open")
+	}
+}
