@@ -35,10 +35,20 @@ type h1Client struct {
 	idleTimeout time.Duration
 	fallback    http.RoundTripper
 
+	// checkIdleAfter: a connection idle longer is checked for a close by
+	// the upstream before it is reused (see h1Conn.alive).
+	checkIdleAfter time.Duration
+
 	mu     sync.Mutex
 	idle   []*h1Conn // most recently used last
 	closed bool
 }
+
+// h1CheckIdleAfter is h1Client.checkIdleAfter's value. Upstreams close
+// idle connections after seconds (Node.js after 5 s, nginx after 75 s),
+// and under load connections go back out within microseconds, so those
+// skip the check's system call.
+const h1CheckIdleAfter = 500 * time.Millisecond
 
 // h1BufSize sizes each connection's read and write buffers, as the
 // net/http Transport this replaces was configured.
@@ -108,9 +118,14 @@ func (t *h1Client) get(ctx context.Context) (*h1Conn, bool, error) {
 	for len(t.idle) > 0 {
 		pc := t.idle[len(t.idle)-1]
 		t.idle = t.idle[:len(t.idle)-1]
-		if now.Sub(pc.idleAt) < t.idleTimeout {
+		if idle := now.Sub(pc.idleAt); idle < t.idleTimeout {
 			t.mu.Unlock()
-			return pc, true, nil
+			if idle <= t.checkIdleAfter || pc.alive() {
+				return pc, true, nil
+			}
+			_ = pc.c.Close()
+			t.mu.Lock()
+			continue
 		}
 		// The most recent is stale, so are the rest.
 		stale := append([]*h1Conn{pc}, t.idle...)

@@ -387,3 +387,33 @@ func TestH1RequestBodyFailureClosesTheUpstreamConnection(t *testing.T) {
 		t.Error("the upstream connection stayed open")
 	}
 }
+
+// TestH1ClientDoesNotSendABodyOnAConnectionTheUpstreamClosed: a request
+// with a body cannot be sent again once it went out, so an idle connection
+// the upstream closed must be found closed before it is used.
+func TestH1ClientDoesNotSendABodyOnAConnectionTheUpstreamClosed(t *testing.T) {
+	cert := mustCert(t, "app.example.com")
+	closed := make(chan struct{}, 10)
+	up := mustRawUpstream(t, func(_ int, c net.Conn, _ *http.Request) bool {
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		c.Close() // as an upstream whose idle timeout passes does
+		closed <- struct{}{}
+		return false
+	})
+	s := mustServer(t, oneService(t, cert, PoolConfig{Upstreams: []UpstreamConfig{{Name: "raw", Address: up.addr}}}))
+	// Check every reuse, not only those after h1CheckIdleAfter, so the
+	// test need not wait.
+	s.Upstream("raw").transport.(*h1Client).checkIdleAfter = 0
+	c, _ := h3Client(t, cert, mustAddr(t, s))
+	for i := range 3 {
+		req, _ := http.NewRequest(http.MethodPost, "https://app.example.com/", strings.NewReader("a body"))
+		res, body := mustDo(t, c, req)
+		if res.StatusCode != 200 || body != "ok" {
+			t.Fatalf("POST %d: status %d body %q, want 200 ok", i, res.StatusCode, body)
+		}
+		<-closed
+	}
+	if n := up.conns.Load(); n != 3 {
+		t.Errorf("%d upstream connections, want 3", n)
+	}
+}

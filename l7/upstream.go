@@ -139,11 +139,12 @@ func (u *Upstream) buildTransport() error {
 		// Cleartext HTTP/1.1, the common upstream: the lean client, with
 		// the Transport above kept for upgrades and CONNECT.
 		c := &h1Client{
-			addr:        u.cfg.Address,
-			dialer:      net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second},
-			maxIdle:     tr.MaxIdleConnsPerHost,
-			idleTimeout: tr.IdleConnTimeout,
-			fallback:    tr,
+			addr:           u.cfg.Address,
+			dialer:         net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second},
+			maxIdle:        tr.MaxIdleConnsPerHost,
+			idleTimeout:    tr.IdleConnTimeout,
+			checkIdleAfter: h1CheckIdleAfter,
+			fallback:       tr,
 		}
 		u.transport, u.closeIdle = c, func() { c.closeIdle(true) }
 	}
