@@ -124,6 +124,7 @@ type peerProc struct {
 func startPeerProc(tb testing.TB, name string, cmd *exec.Cmd, cpus []int, announce bool, addr string) *peerProc {
 	tb.Helper()
 	cmd.Env = append(cmd.Env, "GOMAXPROCS=1")
+	dieWithParent(cmd)
 	p := &peerProc{name: name, addr: addr, cmd: cmd}
 	var err error
 	if p.in, err = cmd.StdinPipe(); err != nil {
