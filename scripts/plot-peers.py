@@ -52,7 +52,7 @@ ax1.set_title("Throughput (higher is better)")
 ax2.set_ylabel("p99 latency (ms)")
 ax2.set_ylim(bottom=0)
 ax2.set_title("p99 latency (lower is better)")
-ax1.legend(loc="upper left", fontsize=8)
+ax2.legend(loc="upper left", fontsize=8)
 fig.suptitle(
     "HTTP/3 clients, 1 KiB responses; server + upstream pinned to one core, load generator on the other "
     f"(medians of {data['rounds']} rounds × {data['duration']})",
