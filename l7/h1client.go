@@ -71,6 +71,9 @@ var errH1ServerClosedIdle = errors.New("upstream closed an idle connection")
 // aLongTimeAgo is a deadline in the past, to wake blocked I/O at once.
 var aLongTimeAgo = time.Unix(1, 0)
 
+// RoundTrip sends req on an idle connection or a new one and returns the
+// response once its head is read; the body streams from the connection.
+// It always closes req.Body, as http.RoundTripper asks.
 func (t *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Method == http.MethodConnect || req.Header.Get("Upgrade") != "" {
 		return t.fallback.RoundTrip(req)

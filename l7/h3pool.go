@@ -64,6 +64,7 @@ func (p *h3Pool) pick() *h3PoolConn {
 	return best
 }
 
+// RoundTrip sends req on the pool's least busy connection (see pick).
 func (p *h3Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 	c := p.pick()
 	res, err := c.tr.RoundTrip(req)
