@@ -8,18 +8,21 @@ PKGS      := ./...
 # the machine's two cores during timing-sensitive QUIC handshakes.
 TESTFLAGS ?= -count=1 -p 1 -timeout 20m
 
-.PHONY: all build generate test test-unit bench lint demo image clean help
+.PHONY: all build generate check-generate test test-unit bench lint demo image clean help
 
 all: build
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
 build: ## build spooky, spooky-backend and spooky-client into bin/
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 generate: ## regenerate the bpf2go output from bpf/*.c (needs clang-19)
 	BPF_CLANG=$(CLANG) $(GO) generate ./bpf/...
+
+check-generate: ## fail if the committed bpf2go output differs from what `make generate` makes (needs clang-19)
+	BPF_CLANG=$(CLANG) ./scripts/check-generate.sh
 
 test: ## unit and netns integration tests (run as root: sudo make test)
 	$(GO) vet $(PKGS)

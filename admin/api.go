@@ -10,6 +10,7 @@
 //	GET  /v1/backends?service=NAME  Status limited to one service and its pools
 //	GET  /v1/config                 the configuration in force, as YAML
 //	POST /v1/drain  {"target": T, "drain": true|false}
+//	POST /v1/drain  {"all": true, "drain": true|false}   DrainAllResult
 //	GET  /v1/drain?target=T         DrainProgress
 //	POST /v1/reload                 ReloadResult, or 422 with every problem
 //
@@ -28,6 +29,7 @@ import (
 	"time"
 
 	"github.com/spooky-lb/spooky/config"
+	"github.com/spooky-lb/spooky/forwarder"
 	"github.com/spooky-lb/spooky/health"
 )
 
@@ -52,6 +54,10 @@ type Daemon interface {
 	Reload(ctx context.Context) (*ReloadResult, error)
 	// Config returns the configuration in force (defaults filled in).
 	Config(ctx context.Context) (*config.Config, error)
+	// DrainAll drains every backend and upstream and withdraws every BGP
+	// route (drain true), or withdraws the operator's drains and lets the
+	// routes of servable VIPs be announced again (drain false).
+	DrainAll(ctx context.Context, drain bool) (*DrainAllResult, error)
 }
 
 // Errors a Daemon returns and a Client's callers branch on. The client
@@ -83,6 +89,52 @@ type Status struct {
 	Config   ConfigInfo `json:"config"`
 	Services []Service  `json:"services"`
 	Pools    []Pool     `json:"pools"`
+	// BGP is the BGP speaker's state; nil without a bgp section.
+	BGP *BGPStatus `json:"bgp,omitempty"`
+	// Proxy are the userspace proxy's counters (forwarding: proxy); nil
+	// when the daemon serves no proxy-mode service.
+	Proxy *forwarder.ProxyStats `json:"proxy,omitempty"`
+}
+
+// BGPStatus is what the daemon announces over BGP, and to whom.
+type BGPStatus struct {
+	ASN      uint32     `json:"asn"`
+	RouterID netip.Addr `json:"router_id"`
+	// Withdrawn says that spooky drain --all withdrew every route; they
+	// return with spooky undrain --all.
+	Withdrawn bool      `json:"withdrawn"`
+	Peers     []BGPPeer `json:"peers"`
+	// Routes are the routes announced now: one host route per VIP that
+	// is served and has a usable backend or upstream.
+	Routes []BGPRoute `json:"routes"`
+}
+
+// BGPPeer is one router's session.
+type BGPPeer struct {
+	Address netip.Addr `json:"address"`
+	ASN     uint32     `json:"asn"`
+	// State is idle, connect, active, opensent, openconfirm or
+	// established (RFC 4271 §8.2.2).
+	State string `json:"state"`
+	// Since is when the session was established, or last went down.
+	Since time.Time `json:"since,omitzero"`
+	// HoldTimeSeconds is the negotiated hold time of an established
+	// session.
+	HoldTimeSeconds int `json:"hold_time_seconds,omitempty"`
+	// Advertised counts the routes sent to the peer.
+	Advertised uint64 `json:"advertised"`
+	// LastError says why the session last went down.
+	LastError string `json:"last_error,omitempty"`
+}
+
+// BGPRoute is one announced route.
+type BGPRoute struct {
+	Prefix netip.Prefix `json:"prefix"`
+	// NextHop is the configured next hop; absent when each session's
+	// local address is used.
+	NextHop     netip.Addr `json:"next_hop,omitzero"`
+	Communities []string   `json:"communities,omitempty"`
+	MED         *uint32    `json:"med,omitempty"`
 }
 
 // ConfigInfo identifies the configuration in force.
@@ -198,8 +250,12 @@ type Upstream struct {
 
 // DrainRequest is the body of POST /v1/drain.
 type DrainRequest struct {
-	// Target is "service/backend" or an upstream's name. Required.
-	Target string `json:"target"`
+	// Target is "service/backend" or an upstream's name. Required unless
+	// All is set.
+	Target string `json:"target,omitempty"`
+	// All drains (or undrains) every backend and upstream and withdraws
+	// (or announces again) every BGP route; Target must then be empty.
+	All bool `json:"all,omitempty"`
 	// Drain true drains; false withdraws the operator's drain. Required,
 	// so that a body missing it is not read as an undrain.
 	Drain *bool `json:"drain"`
@@ -242,6 +298,17 @@ func (p *DrainProgress) Remains() string {
 		unit = strings.TrimSuffix(unit, "s")
 	}
 	return strconv.FormatInt(p.Remaining, 10) + " " + unit
+}
+
+// DrainAllResult is the answer to POST /v1/drain with "all".
+type DrainAllResult struct {
+	// Drained is true after a drain, false after an undrain.
+	Drained bool `json:"drained"`
+	// Targets counts the backends and upstreams drained or undrained.
+	Targets int `json:"targets"`
+	// Routes are the BGP routes announced after the change (none after
+	// a drain); absent without a bgp section.
+	Routes []BGPRoute `json:"routes,omitempty"`
 }
 
 // ReloadResult is the answer to a successful POST /v1/reload.

@@ -94,6 +94,13 @@ func (c *Client) Drain(ctx context.Context, target string, drain bool) (*DrainPr
 	return &p, c.do(ctx, http.MethodPost, "/v1/drain", DrainRequest{Target: target, Drain: &drain}, &p)
 }
 
+// DrainAll drains every backend and upstream and withdraws every BGP
+// route, or (drain false) undoes that.
+func (c *Client) DrainAll(ctx context.Context, drain bool) (*DrainAllResult, error) {
+	var res DrainAllResult
+	return &res, c.do(ctx, http.MethodPost, "/v1/drain", DrainRequest{All: true, Drain: &drain}, &res)
+}
+
 // DrainProgress returns how far a drain of target has come.
 func (c *Client) DrainProgress(ctx context.Context, target string) (*DrainProgress, error) {
 	var p DrainProgress

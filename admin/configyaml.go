@@ -18,9 +18,9 @@ const Redacted = "redacted"
 // EncodeConfig writes cfg as YAML in the configuration file's own schema:
 // what GET /v1/config returns. Fields left at zero are left out, as a
 // person would write the file, so the output read back by config.Parse is
-// cfg again, with one exception: QUIC-LB keys are replaced by "redacted"
-// (and so fail to parse), because a loopback listener lets every local
-// user read the answer.
+// cfg again, with one exception: QUIC-LB keys (which then fail to parse)
+// and BGP passwords are replaced by "redacted", because a loopback
+// listener lets every local user read the answer.
 func EncodeConfig(cfg *config.Config) ([]byte, error) {
 	b, err := yaml.MarshalWithOptions(yamlValue(reflect.ValueOf(cfg)), yaml.IndentSequence(true))
 	if err != nil {
@@ -35,6 +35,7 @@ var (
 	hexType       = reflect.TypeFor[config.Hex]()
 	retryType     = reflect.TypeFor[config.RetryConfig]()
 	cidConfigType = reflect.TypeFor[config.CIDConfig]()
+	bgpPeerType   = reflect.TypeFor[config.BGPPeerConfig]()
 )
 
 // yamlValue converts v to values the YAML encoder writes in the file's
@@ -64,7 +65,7 @@ func yamlValue(v reflect.Value) any {
 				continue
 			}
 			var val any = yamlValue(fv)
-			if t == cidConfigType && f.Name == "Key" {
+			if (t == cidConfigType && f.Name == "Key") || (t == bgpPeerType && f.Name == "Password") {
 				val = Redacted
 			}
 			m = append(m, yaml.MapItem{Key: yamlKey(f), Value: val})

@@ -90,3 +90,33 @@ func TestConfigInfoHashesTheBytesLoaded(t *testing.T) {
 		t.Errorf("got %+v, want %+v", ci, want)
 	}
 }
+
+func TestEncodedBGPSectionParsesBackWithThePasswordRedacted(t *testing.T) {
+	path, err := filepath.Abs("../examples/bgp.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := admin.EncodeConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), cfg.BGP.Peers[0].Password) {
+		t.Fatalf("the encoded config shows the BGP password:\n%s", b)
+	}
+	back, err := config.Parse(b, path)
+	if err != nil {
+		t.Fatalf("encoded config does not parse: %v\n%s", err, b)
+	}
+	if got := back.BGP.Peers[0].Password; got != admin.Redacted {
+		t.Errorf("password read back as %q, want %q", got, admin.Redacted)
+	}
+	back.BGP.Peers[0].Password = cfg.BGP.Peers[0].Password
+	back.SHA256 = cfg.SHA256
+	if !reflect.DeepEqual(back.BGP, cfg.BGP) {
+		t.Errorf("bgp read back as %+v, want %+v", back.BGP, cfg.BGP)
+	}
+}

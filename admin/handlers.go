@@ -151,8 +151,11 @@ func (s *Server) drain(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
-	case req.Target == "":
-		writeError(w, http.StatusBadRequest, CodeBadRequest, `body: missing "target" (service/backend or an upstream's URL)`)
+	case req.All && req.Target != "":
+		writeError(w, http.StatusBadRequest, CodeBadRequest, `body: give "target" or "all", not both`)
+		return
+	case req.Target == "" && !req.All:
+		writeError(w, http.StatusBadRequest, CodeBadRequest, `body: missing "target" (service/backend or an upstream's URL) or "all": true`)
 		return
 	case req.Drain == nil:
 		writeError(w, http.StatusBadRequest, CodeBadRequest, `body: missing "drain" (true to drain, false to undrain)`)
@@ -161,6 +164,17 @@ func (s *Server) drain(w http.ResponseWriter, r *http.Request) {
 	verb := "undrain"
 	if *req.Drain {
 		verb = "drain"
+	}
+	if req.All {
+		res, err := s.d.DrainAll(r.Context(), *req.Drain)
+		if err != nil {
+			s.log.Warn("admin "+verb+" --all failed", "peer", peer(r), "err", err)
+			s.writeDaemonError(w, r, err)
+			return
+		}
+		s.log.Info("admin "+verb+" --all", "targets", res.Targets, "peer", peer(r))
+		writeJSON(w, http.StatusOK, res)
+		return
 	}
 	if err := s.d.Drain(r.Context(), req.Target, *req.Drain); err != nil {
 		s.log.Warn("admin "+verb+" refused", "target", req.Target, "peer", peer(r), "err", err)

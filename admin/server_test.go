@@ -270,6 +270,8 @@ func TestBadBodiesAreRefusedWithTheProblem(t *testing.T) {
 		{"a missing drain", "/v1/drain", `{"target": "web/b1"}`, 400, admin.CodeBadRequest, `body: missing "drain" (true to drain, false to undrain)`},
 		{"a target of the wrong type", "/v1/drain", `{"target": 5, "drain": true}`, 400, admin.CodeBadRequest, `body: field "target": want a string, got number`},
 		{"a drain of the wrong type", "/v1/drain", `{"target": "web/b1", "drain": "yes"}`, 400, admin.CodeBadRequest, `body: field "drain": want true or false, got string`},
+		{"a target and all", "/v1/drain", `{"target": "web/b1", "all": true, "drain": true}`, 400, admin.CodeBadRequest, `body: give "target" or "all", not both`},
+		{"all without drain", "/v1/drain", `{"all": true}`, 400, admin.CodeBadRequest, `body: missing "drain" (true to drain, false to undrain)`},
 		{"an array", "/v1/drain", `[]`, 400, admin.CodeBadRequest, "body: want a JSON object, got array"},
 		{"two objects", "/v1/drain", `{"target": "web/b1", "drain": true} {}`, 400, admin.CodeBadRequest, "body: more than one JSON value"},
 		{"no body", "/v1/drain", ``, 400, admin.CodeBadRequest, "body: empty; want a JSON object"},
@@ -349,5 +351,28 @@ func TestConfigIsServedAsYAML(t *testing.T) {
 	}
 	if a := mustDo(t, srv.Addr(), http.MethodGet, "/v1/config", nil, nil); a.header.Get("Content-Type") != "application/yaml" {
 		t.Errorf("Content-Type %q, want application/yaml", a.header.Get("Content-Type"))
+	}
+}
+
+func TestDrainAllDrainsEveryTargetAndUndrainAllTakesThemBack(t *testing.T) {
+	d := admintest.New()
+	_, c := mustServeSocket(t, d)
+	res, err := c.DrainAll(context.Background(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Drained || res.Targets != 4 {
+		t.Errorf("drain --all answered %+v, want drained, 4 targets", res)
+	}
+	for _, target := range []string{"web/b1", "web/b2", "https://198.18.2.1:8443"} {
+		if got := stateOf(t, c, target); !strings.HasPrefix(got, "draining/") {
+			t.Errorf("after drain --all %s is %s", target, got)
+		}
+	}
+	if res, err = c.DrainAll(context.Background(), false); err != nil || res.Drained {
+		t.Fatalf("undrain --all: %+v, %v", res, err)
+	}
+	if got := stateOf(t, c, "web/b1"); !strings.HasPrefix(got, "healthy/") {
+		t.Errorf("after undrain --all web/b1 is %s", got)
 	}
 }

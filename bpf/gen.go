@@ -8,11 +8,16 @@ package bpf
 // `make generate` (BPF_CLANG=clang-19 go generate ./bpf/...); BPF_CLANG
 // defaults to clang-19. ($DOLLAR keeps go generate from expanding the
 // shell's default-value syntax itself.)
+//
+// -nostdinc -Iheaders: the programs build only against the kernel UAPI and
+// libbpf headers vendored in headers/ (see headers/README.md), never the
+// host's /usr/include, so every machine with clang-19 makes the same bytes
+// and `make check-generate` can hold the committed objects to their sources.
 
-//go:generate sh -c "exec go run github.com/cilium/ebpf/cmd/bpf2go -cc $DOLLAR{BPF_CLANG:-clang-19} -target bpfel -type vip_key -type vip_info -type cid_config -type backend_info -type server_id_key -type cid_key -type flow_key -type flow_cache_entry -type lb_config -type vip_counters -type backend_counters -type reason -type family -type vip_mode -type forwarding -type hash_kind -type vip_flags -type cid_config_flags -type backend_flags lb lb.c -- -Wall -Werror -O2 -g -I/usr/include/x86_64-linux-gnu"
-//go:generate sh -c "exec go run github.com/cilium/ebpf/cmd/bpf2go -cc $DOLLAR{BPF_CLANG:-clang-19} -target bpfel -type decap_key -type decap_reason decap decap.c -- -Wall -Werror -O2 -g -I/usr/include/x86_64-linux-gnu"
-//go:generate sh -c "exec go run github.com/cilium/ebpf/cmd/bpf2go -cc $DOLLAR{BPF_CLANG:-clang-19} -target bpfel pass pass.c -- -Wall -Werror -O2 -g -I/usr/include/x86_64-linux-gnu"
-//go:generate sh -c "exec go run github.com/cilium/ebpf/cmd/bpf2go -cc $DOLLAR{BPF_CLANG:-clang-19} -target bpfel -output-suffix _test baseline baseline.c -- -Wall -Werror -O2 -g -I/usr/include/x86_64-linux-gnu"
-//go:generate sh -c "exec go run github.com/cilium/ebpf/cmd/bpf2go -cc $DOLLAR{BPF_CLANG:-clang-19} -target bpfel -output-suffix _test stamp stamp.c -- -Wall -Werror -O2 -g -I/usr/include/x86_64-linux-gnu"
-//go:generate sh -c "exec go run github.com/cilium/ebpf/cmd/bpf2go -cc $DOLLAR{BPF_CLANG:-clang-19} -target bpfel -output-suffix _test -type gen_config -type gen_flags trafficgen trafficgen.c -- -Wall -Werror -O2 -g -I/usr/include/x86_64-linux-gnu"
-//go:generate sh -c "exec go run github.com/cilium/ebpf/cmd/bpf2go -cc $DOLLAR{BPF_CLANG:-clang-19} -target bpfel -type probe_reason probe probe.c -- -Wall -Werror -O2 -g -I/usr/include/x86_64-linux-gnu"
+//go:generate sh -c "exec go run github.com/cilium/ebpf/cmd/bpf2go -cc $DOLLAR{BPF_CLANG:-clang-19} -target bpfel -type vip_key -type vip_info -type cid_config -type backend_info -type server_id_key -type cid_key -type flow_key -type flow_cache_entry -type lb_config -type vip_counters -type backend_counters -type reason -type family -type vip_mode -type forwarding -type hash_kind -type vip_flags -type cid_config_flags -type backend_flags lb lb.c -- -Wall -Werror -O2 -g -nostdinc -Iheaders"
+//go:generate sh -c "exec go run github.com/cilium/ebpf/cmd/bpf2go -cc $DOLLAR{BPF_CLANG:-clang-19} -target bpfel -type decap_key -type decap_reason decap decap.c -- -Wall -Werror -O2 -g -nostdinc -Iheaders"
+//go:generate sh -c "exec go run github.com/cilium/ebpf/cmd/bpf2go -cc $DOLLAR{BPF_CLANG:-clang-19} -target bpfel pass pass.c -- -Wall -Werror -O2 -g -nostdinc -Iheaders"
+//go:generate sh -c "exec go run github.com/cilium/ebpf/cmd/bpf2go -cc $DOLLAR{BPF_CLANG:-clang-19} -target bpfel -output-suffix _test baseline baseline.c -- -Wall -Werror -O2 -g -nostdinc -Iheaders"
+//go:generate sh -c "exec go run github.com/cilium/ebpf/cmd/bpf2go -cc $DOLLAR{BPF_CLANG:-clang-19} -target bpfel -output-suffix _test stamp stamp.c -- -Wall -Werror -O2 -g -nostdinc -Iheaders"
+//go:generate sh -c "exec go run github.com/cilium/ebpf/cmd/bpf2go -cc $DOLLAR{BPF_CLANG:-clang-19} -target bpfel -output-suffix _test -type gen_config -type gen_flags trafficgen trafficgen.c -- -Wall -Werror -O2 -g -nostdinc -Iheaders"
+//go:generate sh -c "exec go run github.com/cilium/ebpf/cmd/bpf2go -cc $DOLLAR{BPF_CLANG:-clang-19} -target bpfel -type probe_reason probe probe.c -- -Wall -Werror -O2 -g -nostdinc -Iheaders"

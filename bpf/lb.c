@@ -78,6 +78,62 @@ struct {
 	__type(value, __u32);
 } cid_cache SEC(".maps");
 
+/* xsks: RX queue -> AF_XDP socket of the slow path (Go). XDP redirects a
+ * frame to the socket of the queue it came in on: the kernel refuses a
+ * socket bound to another queue. */
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(max_entries, MAX_QUEUES);
+	__type(key, __u32);
+	__type(value, __u32);
+} xsks SEC(".maps");
+
+/* slow_path_limits: VIP id -> how fast one CPU may redirect the VIP's
+ * cid_cache misses to Go. Written by Go. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_VIPS);
+	__type(key, __u32);
+	__type(value, struct slow_path_limit);
+} slow_path_limits SEC(".maps");
+
+/* slow_path_tat: VIP id -> this CPU's theoretical arrival time (GCRA) of
+ * the next miss it may redirect, in coarse-clock ns. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_VIPS);
+	__type(key, __u32);
+	__type(value, __u64);
+} slow_path_tat SEC(".maps");
+
+/* slow_path_stats: VIP id -> what Go did with what it was handed. Only Go
+ * reads and writes it; it lives here to be pinned with the rest. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_VIPS);
+	__type(key, __u32);
+	__type(value, struct slow_path_counters);
+} slow_path_stats SEC(".maps");
+
+/* slow_path_backend_stats: backend index -> datagrams Go forwarded to it
+ * from the slow path. Only Go reads and writes it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct backend_counters);
+} slow_path_backend_stats SEC(".maps");
+
+/* slow_path_reasons: enum reason -> datagrams Go decided with that
+ * verdict or event (the slow path's Router counts as reason_stats does).
+ * Only Go reads and writes it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, REASON_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} slow_path_reasons SEC(".maps");
+
 /*
  * Caches. On the machines spooky is measured on, every helper call costs
  * about 18 ns and a hash map lookup with a 20-octet key about 45 ns, while
@@ -147,6 +203,15 @@ struct {
 	__type(key, __u32);
 	__type(value, struct flow_cache_entry);
 } flow_cache SEC(".maps");
+
+/* cid_cpu_cache: slot -> copy of a cid_cache entry: a hash lookup with a
+ * 28-octet key costs more than the whole plaintext CID path. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1U << CID_CPU_CACHE_BITS);
+	__type(key, __u32);
+	__type(value, struct cid_cpu_cache_entry);
+} cid_cpu_cache SEC(".maps");
 
 /* clock: [0] -> this CPU's last read of the coarse clock. */
 struct {
@@ -559,6 +624,59 @@ static __always_inline int parse_quic(const struct packet *p, void *data_end,
 	return 0;
 }
 
+static __always_inline __u64 coarse_now(void);
+
+/* to_go redirects the frame to the slow path's AF_XDP socket of its RX
+ * queue and counts it for the VIP. Returns -1 when the queue has none. */
+static __always_inline int to_go(struct xdp_md *ctx, const struct vip_info *vip,
+				 __u32 reason)
+{
+	__u32 q = ctx->rx_queue_index;
+
+	if (bpf_redirect_map(&xsks, q, 0) != XDP_REDIRECT) {
+		count(REASON_SLOW_PATH_NO_SOCKET);
+		return -1;
+	}
+	struct vip_counters *vc = bpf_map_lookup_elem(&vip_stats, &vip->id);
+	if (vc)
+		vc->slow_path++;
+	return verdict(reason, XDP_REDIRECT);
+}
+
+/* slow_path hands a cid_cache miss to Go (VIP_F_SLOW_PATH), within the
+ * VIP's per-CPU limit: a flood of made-up DCIDs then costs Go at most the
+ * limit, and the rest is hashed as without the slow path. The limit is a
+ * GCRA on the coarse clock (one jiffy's resolution; burst_ns covers it).
+ * Returns the verdict, or -1 to fall through to the flow table. */
+static __always_inline int slow_path(struct xdp_md *ctx, const struct vip_info *vip)
+{
+	__u32 q = ctx->rx_queue_index;
+
+	/* No socket: no token spent, and the decision does not depend on
+	 * the clock (the parity test runs without sockets). */
+	if (!bpf_map_lookup_elem(&xsks, &q)) {
+		count(REASON_SLOW_PATH_NO_SOCKET);
+		return -1;
+	}
+	const struct slow_path_limit *lim = bpf_map_lookup_elem(&slow_path_limits, &vip->id);
+	__u64 *tat = bpf_map_lookup_elem(&slow_path_tat, &vip->id);
+	if (lim && tat && lim->interval_ns) {
+		__u64 now = coarse_now();
+		__u64 t = *tat > now ? *tat : now;
+
+		if (t - now > lim->burst_ns) {
+			struct vip_counters *vc = bpf_map_lookup_elem(&vip_stats, &vip->id);
+
+			if (vc)
+				vc->slow_path_limited++;
+			count(REASON_SLOW_PATH_LIMITED);
+			return -1;
+		}
+		*tat = t + lim->interval_ns;
+	}
+	return to_go(ctx, vip, REASON_REDIRECT_SLOW_PATH);
+}
+
 /* route_cid tries the routable CID (draft-21 §4.2 step 1). Returns the
  * verdict, or -1 to fall through to the flow table. */
 static __always_inline int route_cid(struct xdp_md *ctx, const struct packet *p,
@@ -628,22 +746,53 @@ static __always_inline int route_cid(struct xdp_md *ctx, const struct packet *p,
 		} else {
 			c &= (__u32)low_octets(d->len - 16);
 		}
+		struct cid_cpu_cache_entry *e = 0;
+		__u64 tag = gen << 16 | (__u64)d->len << 8 | vip->id;
+		__u32 hit;
+
+		if (gen) {
+			__u64 x = a ^ b ^ c;
+			__u32 slot = cache_slot((__u32)x ^ (__u32)(x >> 32) ^ vip->id,
+						CID_CPU_CACHE_BITS);
+
+			e = bpf_map_lookup_elem(&cid_cpu_cache, &slot);
+			if (e && !((e->tag ^ tag) | (e->cid_lo ^ a) | (e->cid_mid ^ b) |
+				   (e->cid_hi ^ c))) {
+				hit = e->backend;
+				goto cached;
+			}
+		}
 		__builtin_memcpy(k.cid, &a, 8);
 		__builtin_memcpy(k.cid + 8, &b, 8);
 		__builtin_memcpy(k.cid + 16, &c, 4);
 		__u32 *idx = bpf_map_lookup_elem(&cid_cache, &k);
 		if (!idx) {
 			count(REASON_CID_CACHE_MISS);
+			if (vip->flags & VIP_F_SLOW_PATH) {
+				int v = slow_path(ctx, vip);
+
+				if (v >= 0)
+					return v;
+			}
 			if (vip->flags & VIP_F_CID_MISS_PASS)
 				return verdict(REASON_PASS_CID_CACHE_MISS, XDP_PASS);
 			return -1;
 		}
-		const struct backend_info *be = usable_backend(*idx);
+		hit = *idx;
+		if (e) {
+			e->tag = tag;
+			e->cid_lo = a;
+			e->cid_mid = b;
+			e->cid_hi = c;
+			e->backend = hit;
+		}
+cached:;
+		const struct backend_info *be = usable_backend(hit);
 		if (!be) {
 			count(REASON_CID_BACKEND_UNUSABLE);
 			return -1;
 		}
-		return forward(ctx, p, vip, *idx, be, PATH_CID_CACHE);
+		return forward(ctx, p, vip, hit, be, PATH_CID_CACHE);
 	}
 
 	/* Plaintext: server ID in octets 1..server_id_len (draft-21 §5.2). */
@@ -845,6 +994,13 @@ int xdp_lb(struct xdp_md *ctx)
 		return verdict(REASON_PASS_NOT_VIP, XDP_PASS);
 	if (vip->mode != VIP_MODE_L4)
 		return verdict(REASON_PASS_L7, XDP_PASS);
+	/* --dataplane userspace: Go decides every datagram of the VIP. */
+	if (vip->flags & VIP_F_USERSPACE) {
+		int v = to_go(ctx, vip, REASON_REDIRECT_USERSPACE);
+
+		if (v >= 0)
+			return v;
+	}
 
 	struct dcid d = {};
 	if (parse_quic(&p, data_end, &d) == 0) {

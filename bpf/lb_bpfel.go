@@ -51,6 +51,15 @@ const (
 	lbCidConfigFlagsCID_CONFIG_ENCRYPTED lbCidConfigFlags = 2
 )
 
+type lbCidCpuCacheEntry struct {
+	_       structs.HostLayout
+	Tag     uint64
+	CidLo   uint64
+	CidMid  uint64
+	CidHi   uint32
+	Backend uint32
+}
+
 type lbCidKey struct {
 	_     structs.HostLayout
 	VipId uint32
@@ -135,7 +144,12 @@ const (
 	lbReasonREASON_CID_CACHE_MISS        lbReason = 20
 	lbReasonREASON_FLOW_BACKEND_UNUSABLE lbReason = 21
 	lbReasonREASON_FLOW_INSERT_FAILED    lbReason = 22
-	lbReasonREASON_MAX                   lbReason = 23
+	lbReasonREASON_REDIRECT_SLOW_PATH    lbReason = 23
+	lbReasonREASON_REDIRECT_USERSPACE    lbReason = 24
+	lbReasonREASON_SLOW_PATH_LIMITED     lbReason = 25
+	lbReasonREASON_SLOW_PATH_NO_SOCKET   lbReason = 26
+	lbReasonREASON_DROP_SLOW_PATH_RING   lbReason = 27
+	lbReasonREASON_MAX                   lbReason = 28
 )
 
 type lbServerIdKey struct {
@@ -154,6 +168,22 @@ type lbSidCacheEntry struct {
 	Pad     uint32
 }
 
+type lbSlowPathCounters struct {
+	_        structs.HostLayout
+	Cid      uint64
+	CidCache uint64
+	Flow     uint64
+	Maglev   uint64
+	Other    uint64
+	Bytes    uint64
+}
+
+type lbSlowPathLimit struct {
+	_          structs.HostLayout
+	IntervalNs uint64
+	BurstNs    uint64
+}
+
 type lbVipCacheEntry struct {
 	_       structs.HostLayout
 	Gen     uint64
@@ -164,13 +194,15 @@ type lbVipCacheEntry struct {
 }
 
 type lbVipCounters struct {
-	_        structs.HostLayout
-	Packets  uint64
-	Bytes    uint64
-	Cid      uint64
-	CidCache uint64
-	Flow     uint64
-	Maglev   uint64
+	_               structs.HostLayout
+	Packets         uint64
+	Bytes           uint64
+	Cid             uint64
+	CidCache        uint64
+	Flow            uint64
+	Maglev          uint64
+	SlowPath        uint64
+	SlowPathLimited uint64
 }
 
 type lbVipFlags uint8
@@ -178,6 +210,8 @@ type lbVipFlags uint8
 const (
 	lbVipFlagsVIP_F_STRICT        lbVipFlags = 1
 	lbVipFlagsVIP_F_CID_MISS_PASS lbVipFlags = 2
+	lbVipFlagsVIP_F_SLOW_PATH     lbVipFlags = 4
+	lbVipFlagsVIP_F_USERSPACE     lbVipFlags = 8
 )
 
 type lbVipInfo struct {
@@ -211,21 +245,28 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	lbMapBackendStats = "backend_stats"
-	lbMapBackends     = "backends"
-	lbMapCacheGen     = "cache_gen"
-	lbMapCidCache     = "cid_cache"
-	lbMapClock        = "clock"
-	lbMapConfig       = "config"
-	lbMapFlowCache    = "flow_cache"
-	lbMapMaglev       = "maglev"
-	lbMapReasonStats  = "reason_stats"
-	lbMapServerIds    = "server_ids"
-	lbMapSidCache     = "sid_cache"
-	lbMapVipCache     = "vip_cache"
-	lbMapVipStats     = "vip_stats"
-	lbMapVips         = "vips"
-	lbProgXdpLb       = "xdp_lb"
+	lbMapBackendStats         = "backend_stats"
+	lbMapBackends             = "backends"
+	lbMapCacheGen             = "cache_gen"
+	lbMapCidCache             = "cid_cache"
+	lbMapCidCpuCache          = "cid_cpu_cache"
+	lbMapClock                = "clock"
+	lbMapConfig               = "config"
+	lbMapFlowCache            = "flow_cache"
+	lbMapMaglev               = "maglev"
+	lbMapReasonStats          = "reason_stats"
+	lbMapServerIds            = "server_ids"
+	lbMapSidCache             = "sid_cache"
+	lbMapSlowPathBackendStats = "slow_path_backend_stats"
+	lbMapSlowPathLimits       = "slow_path_limits"
+	lbMapSlowPathReasons      = "slow_path_reasons"
+	lbMapSlowPathStats        = "slow_path_stats"
+	lbMapSlowPathTat          = "slow_path_tat"
+	lbMapVipCache             = "vip_cache"
+	lbMapVipStats             = "vip_stats"
+	lbMapVips                 = "vips"
+	lbMapXsks                 = "xsks"
+	lbProgXdpLb               = "xdp_lb"
 )
 
 // loadLb returns the embedded CollectionSpec for lb.
@@ -277,20 +318,27 @@ type lbProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbMapSpecs struct {
-	BackendStats *ebpf.MapSpec `ebpf:"backend_stats"`
-	Backends     *ebpf.MapSpec `ebpf:"backends"`
-	CacheGen     *ebpf.MapSpec `ebpf:"cache_gen"`
-	CidCache     *ebpf.MapSpec `ebpf:"cid_cache"`
-	Clock        *ebpf.MapSpec `ebpf:"clock"`
-	Config       *ebpf.MapSpec `ebpf:"config"`
-	FlowCache    *ebpf.MapSpec `ebpf:"flow_cache"`
-	Maglev       *ebpf.MapSpec `ebpf:"maglev"`
-	ReasonStats  *ebpf.MapSpec `ebpf:"reason_stats"`
-	ServerIds    *ebpf.MapSpec `ebpf:"server_ids"`
-	SidCache     *ebpf.MapSpec `ebpf:"sid_cache"`
-	VipCache     *ebpf.MapSpec `ebpf:"vip_cache"`
-	VipStats     *ebpf.MapSpec `ebpf:"vip_stats"`
-	Vips         *ebpf.MapSpec `ebpf:"vips"`
+	BackendStats         *ebpf.MapSpec `ebpf:"backend_stats"`
+	Backends             *ebpf.MapSpec `ebpf:"backends"`
+	CacheGen             *ebpf.MapSpec `ebpf:"cache_gen"`
+	CidCache             *ebpf.MapSpec `ebpf:"cid_cache"`
+	CidCpuCache          *ebpf.MapSpec `ebpf:"cid_cpu_cache"`
+	Clock                *ebpf.MapSpec `ebpf:"clock"`
+	Config               *ebpf.MapSpec `ebpf:"config"`
+	FlowCache            *ebpf.MapSpec `ebpf:"flow_cache"`
+	Maglev               *ebpf.MapSpec `ebpf:"maglev"`
+	ReasonStats          *ebpf.MapSpec `ebpf:"reason_stats"`
+	ServerIds            *ebpf.MapSpec `ebpf:"server_ids"`
+	SidCache             *ebpf.MapSpec `ebpf:"sid_cache"`
+	SlowPathBackendStats *ebpf.MapSpec `ebpf:"slow_path_backend_stats"`
+	SlowPathLimits       *ebpf.MapSpec `ebpf:"slow_path_limits"`
+	SlowPathReasons      *ebpf.MapSpec `ebpf:"slow_path_reasons"`
+	SlowPathStats        *ebpf.MapSpec `ebpf:"slow_path_stats"`
+	SlowPathTat          *ebpf.MapSpec `ebpf:"slow_path_tat"`
+	VipCache             *ebpf.MapSpec `ebpf:"vip_cache"`
+	VipStats             *ebpf.MapSpec `ebpf:"vip_stats"`
+	Vips                 *ebpf.MapSpec `ebpf:"vips"`
+	Xsks                 *ebpf.MapSpec `ebpf:"xsks"`
 }
 
 // lbVariableSpecs contains global variables before they are loaded into the kernel.
@@ -319,20 +367,27 @@ func (o *lbObjects) Close() error {
 //
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbMaps struct {
-	BackendStats *ebpf.Map `ebpf:"backend_stats"`
-	Backends     *ebpf.Map `ebpf:"backends"`
-	CacheGen     *ebpf.Map `ebpf:"cache_gen"`
-	CidCache     *ebpf.Map `ebpf:"cid_cache"`
-	Clock        *ebpf.Map `ebpf:"clock"`
-	Config       *ebpf.Map `ebpf:"config"`
-	FlowCache    *ebpf.Map `ebpf:"flow_cache"`
-	Maglev       *ebpf.Map `ebpf:"maglev"`
-	ReasonStats  *ebpf.Map `ebpf:"reason_stats"`
-	ServerIds    *ebpf.Map `ebpf:"server_ids"`
-	SidCache     *ebpf.Map `ebpf:"sid_cache"`
-	VipCache     *ebpf.Map `ebpf:"vip_cache"`
-	VipStats     *ebpf.Map `ebpf:"vip_stats"`
-	Vips         *ebpf.Map `ebpf:"vips"`
+	BackendStats         *ebpf.Map `ebpf:"backend_stats"`
+	Backends             *ebpf.Map `ebpf:"backends"`
+	CacheGen             *ebpf.Map `ebpf:"cache_gen"`
+	CidCache             *ebpf.Map `ebpf:"cid_cache"`
+	CidCpuCache          *ebpf.Map `ebpf:"cid_cpu_cache"`
+	Clock                *ebpf.Map `ebpf:"clock"`
+	Config               *ebpf.Map `ebpf:"config"`
+	FlowCache            *ebpf.Map `ebpf:"flow_cache"`
+	Maglev               *ebpf.Map `ebpf:"maglev"`
+	ReasonStats          *ebpf.Map `ebpf:"reason_stats"`
+	ServerIds            *ebpf.Map `ebpf:"server_ids"`
+	SidCache             *ebpf.Map `ebpf:"sid_cache"`
+	SlowPathBackendStats *ebpf.Map `ebpf:"slow_path_backend_stats"`
+	SlowPathLimits       *ebpf.Map `ebpf:"slow_path_limits"`
+	SlowPathReasons      *ebpf.Map `ebpf:"slow_path_reasons"`
+	SlowPathStats        *ebpf.Map `ebpf:"slow_path_stats"`
+	SlowPathTat          *ebpf.Map `ebpf:"slow_path_tat"`
+	VipCache             *ebpf.Map `ebpf:"vip_cache"`
+	VipStats             *ebpf.Map `ebpf:"vip_stats"`
+	Vips                 *ebpf.Map `ebpf:"vips"`
+	Xsks                 *ebpf.Map `ebpf:"xsks"`
 }
 
 func (m *lbMaps) Close() error {
@@ -341,6 +396,7 @@ func (m *lbMaps) Close() error {
 		m.Backends,
 		m.CacheGen,
 		m.CidCache,
+		m.CidCpuCache,
 		m.Clock,
 		m.Config,
 		m.FlowCache,
@@ -348,9 +404,15 @@ func (m *lbMaps) Close() error {
 		m.ReasonStats,
 		m.ServerIds,
 		m.SidCache,
+		m.SlowPathBackendStats,
+		m.SlowPathLimits,
+		m.SlowPathReasons,
+		m.SlowPathStats,
+		m.SlowPathTat,
 		m.VipCache,
 		m.VipStats,
 		m.Vips,
+		m.Xsks,
 	)
 }
 

@@ -244,6 +244,8 @@ func mustCounters(tb testing.TB, objs *LBObjects) counters {
 			s.CidCache += p.CidCache
 			s.Flow += p.Flow
 			s.Maglev += p.Maglev
+			s.SlowPath += p.SlowPath
+			s.SlowPathLimited += p.SlowPathLimited
 		}
 		c.vips[v.id] = s
 	}

@@ -30,63 +30,43 @@ func l2Len(in []byte) int {
 	return 14
 }
 
-// l2dsrOut is in with the backend's MAC as destination and the load
-// balancer's as source.
+// l2dsrOut and ipipOut are the frames lb.c must send to backend be, built
+// by the Go twin of its send and encap (frame.go), which the slow path
+// transmits: the two implementations are held byte for byte equal here.
 func l2dsrOut(be uint32) func([]byte) []byte {
 	return func(in []byte) []byte {
+		b, lb := testBackendValue(be)
 		out := bytes.Clone(in)
-		copy(out[0:6], backendMAC(be))
-		copy(out[6:12], lbMAC)
+		if err := RewriteL2DSR(out, &b, &lb); err != nil {
+			panic(err)
+		}
 		return out
 	}
 }
 
-// ipipOut builds, independently of the C code, the frame ipip forwarding
-// must produce: same L2 header with next-hop MAC, outer header, inner IP.
 func ipipOut(be uint32) func([]byte) []byte {
 	return func(in []byte) []byte {
-		l2 := l2Len(in)
-		inner := in[l2:]
-		innerV4 := inner[0]>>4 == 4
-		dst := netip.MustParseAddr(testBackends[be].addr)
-		var out []byte
-		out = append(out, nextHopMAC(be)...)
-		out = append(out, lbMAC...)
-		if l2 == 18 {
-			out = append(out, in[12:16]...)
+		b, lb := testBackendValue(be)
+		out := append(make([]byte, EncapLen(&b)), in...)
+		if err := Encap(out, &b, &lb); err != nil {
+			panic(err)
 		}
-		if dst.Is4() {
-			out = binary.BigEndian.AppendUint16(out, etherIPv4)
-			proto, tos, frag := uint8(41), uint8(0), uint16(0x4000)
-			if innerV4 {
-				proto, tos = 4, inner[1]
-				frag = binary.BigEndian.Uint16(inner[6:]) & 0x4000
-			} else {
-				tos = uint8(binary.BigEndian.Uint32(inner) >> 20)
-			}
-			h := []byte{0x45, tos}
-			h = binary.BigEndian.AppendUint16(h, uint16(20+len(inner)))
-			h = append(h, 0, 0)
-			h = binary.BigEndian.AppendUint16(h, frag)
-			h = append(h, 64, proto, 0, 0)
-			s, d := lbAddr4.As4(), dst.As4()
-			h = append(append(h, s[:]...), d[:]...)
-			binary.BigEndian.PutUint16(h[10:], ipChecksum(h))
-			out = append(out, h...)
-		} else {
-			out = binary.BigEndian.AppendUint16(out, etherIPv6)
-			proto, tos := uint8(41), uint8(binary.BigEndian.Uint32(inner)>>20)
-			if innerV4 {
-				proto, tos = 4, inner[1]
-			}
-			h := binary.BigEndian.AppendUint32(nil, 6<<28|uint32(tos)<<20)
-			h = binary.BigEndian.AppendUint16(h, uint16(len(inner)))
-			h = append(h, proto, 64)
-			s, d := lbAddr6.As16(), dst.As16()
-			out = append(append(append(out, h...), s[:]...), d[:]...)
-		}
-		return append(out, inner...)
+		return out
 	}
+}
+
+// testBackendValue is backend be's map value and the load balancer's
+// config, as fillWorld writes them.
+func testBackendValue(be uint32) (Backend, LBConfig) {
+	b, err := NewBackend(netip.MustParseAddr(testBackends[be].addr), backendMAC(be), nextHopMAC(be), testBackends[be].flags)
+	if err != nil {
+		panic(err)
+	}
+	lb, err := NewLBConfig(lbMAC, lbAddr4, lbAddr6)
+	if err != nil {
+		panic(err)
+	}
+	return b, lb
 }
 
 func cut(b []byte, n int) []byte { return b[:n] }
@@ -340,7 +320,7 @@ func runLBCases(t *testing.T, cases []lbCase, cached bool) {
 				t.Errorf("output differs\n got %x\nwant %x", out, want)
 			}
 			if l2 := l2Len(out); verdict == xdpTX && binary.BigEndian.Uint16(out[l2-2:]) == etherIPv4 {
-				if c := ipChecksum(out[l2 : l2+int(out[l2]&0xf)*4]); c != 0 {
+				if c := IPv4Checksum(out[l2 : l2+int(out[l2]&0xf)*4]); c != 0 {
 					t.Errorf("IPv4 header checksum of the output does not verify (%#x)", c)
 				}
 			}

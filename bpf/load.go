@@ -22,6 +22,10 @@ type LoadOptions struct {
 	// whose layout differs fails the load (ebpf.ErrMapIncompatible).
 	// If empty, nothing is pinned.
 	PinPath string
+	// CIDCacheSize is the number of entries of lb.c's cid_cache (LRU).
+	// A pinned cid_cache of another size cannot be adopted (the load
+	// fails with ebpf.ErrMapIncompatible). If zero, DefaultCIDCacheSize.
+	CIDCacheSize uint32
 	// LogLevel is passed to the verifier; a failed load prints the full
 	// log regardless. If zero, no log is kept for successful loads.
 	LogLevel ebpf.LogLevel
@@ -62,6 +66,9 @@ func LoadLB(opts *LoadOptions) (*LBObjects, error) {
 	spec, err := LBSpec()
 	if err != nil {
 		return nil, err
+	}
+	if opts.CIDCacheSize != 0 {
+		spec.Maps[lbMapCidCache].MaxEntries = opts.CIDCacheSize
 	}
 	var objs lbObjects
 	if err := loadInto(spec, &objs, "lb", opts); err != nil {

@@ -79,7 +79,7 @@ func ipv4Header(src, dst netip.Addr, proto, tos uint8, frag uint16, opts []byte,
 	b = append(b, s[:]...)
 	b = append(b, d[:]...)
 	b = append(b, opts...)
-	binary.BigEndian.PutUint16(b[10:], ipChecksum(b))
+	binary.BigEndian.PutUint16(b[10:], IPv4Checksum(b))
 	return b
 }
 
@@ -90,19 +90,6 @@ func ipv6Header(src, dst netip.Addr, next, tc uint8, l4len int) []byte {
 	s, d := src.As16(), dst.As16()
 	b = append(b, s[:]...)
 	return append(b, d[:]...)
-}
-
-// ipChecksum is the RFC 1071 one's complement sum of hdr (its checksum
-// field zero or, to verify, filled: then the result is 0).
-func ipChecksum(hdr []byte) uint16 {
-	var sum uint32
-	for i := 0; i+1 < len(hdr); i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(hdr[i:]))
-	}
-	for sum > 0xffff {
-		sum = sum&0xffff + sum>>16
-	}
-	return ^uint16(sum)
 }
 
 // shortHeader is a QUIC 1-RTT packet (RFC 9000 §17.3): first octet with

@@ -23,6 +23,11 @@ const (
 	MaxServerIDLen = 15
 	// MaxCIDLen is the longest connection ID (RFC 9000 §17.2).
 	MaxCIDLen = 20
+	// MaxQueues bounds the RX queues the slow path serves (xsks).
+	MaxQueues = 256
+	// DefaultCIDCacheSize is cid_cache's size in the object; LoadOptions
+	// may change it.
+	DefaultCIDCacheSize = 65536
 )
 
 // Map value and key types, generated from include/spooky.h; see there for
@@ -62,6 +67,10 @@ type (
 	CIDConfigFlags = lbCidConfigFlags
 	// BackendFlags are Backend.Flags.
 	BackendFlags = lbBackendFlags
+	// SlowPathLimit is the value of the slow_path_limits map.
+	SlowPathLimit = lbSlowPathLimit
+	// SlowPathCounters is the value of the slow_path_stats map.
+	SlowPathCounters = lbSlowPathCounters
 	// DecapKey is the key of the decap_addrs map.
 	DecapKey = decapDecapKey
 	// DecapReason indexes the decap_stats map.
@@ -85,6 +94,8 @@ const (
 
 	VIPStrict      = lbVipFlagsVIP_F_STRICT
 	VIPCIDMissPass = lbVipFlagsVIP_F_CID_MISS_PASS
+	VIPSlowPath    = lbVipFlagsVIP_F_SLOW_PATH
+	VIPUserspace   = lbVipFlagsVIP_F_USERSPACE
 
 	CIDConfigPresent   = lbCidConfigFlagsCID_CONFIG_PRESENT
 	CIDConfigEncrypted = lbCidConfigFlagsCID_CONFIG_ENCRYPTED

@@ -63,6 +63,12 @@ type Config struct {
 	Services []ServiceConfig `yaml:"services"`
 	// Pools are the upstream pools that l7 routes name.
 	Pools []PoolConfig `yaml:"pools"`
+	// BGP, if set, announces the VIPs to routers (config/bgp.go).
+	BGP *BGPConfig `yaml:"bgp"`
+	// Proxy configures the userspace proxy (forwarding: proxy).
+	Proxy ProxyConfig `yaml:"proxy"`
+	// SlowPath tunes the routing of encrypted connection IDs (slowpath.go).
+	SlowPath SlowPathConfig `yaml:"slow_path"`
 
 	// SHA256 is the hex SHA-256 of the file Parse read, so operators can
 	// tell which file is running (admin API, spooky_config_info). Not
@@ -418,6 +424,15 @@ type RouteConfig struct {
 	Timeout time.Duration `yaml:"timeout"`
 	// Transforms rewrite the request and response.
 	Transforms TransformsConfig `yaml:"transforms"`
+	// WebSocket proxies WebSocket handshakes (HTTP/1.1 Upgrade, and
+	// extended CONNECT over HTTP/2 and HTTP/3) to the pool's HTTP/1.1
+	// upstreams. If left out, true (see DefaultWebSocket).
+	WebSocket *bool `yaml:"websocket"`
+	// Connect, if set, opens CONNECT tunnels to the destinations it
+	// allows. If nil, CONNECT is answered 405. See tunnel.go.
+	Connect *ConnectConfig `yaml:"connect"`
+	// Tunnel bounds the route's WebSocket and CONNECT tunnels.
+	Tunnel TunnelConfig `yaml:"tunnel"`
 }
 
 // MatchConfig is a request matcher. Every field set must match. At most one

@@ -17,6 +17,11 @@ func (c *Config) setDefaults(present func(path string) bool) {
 		def(d, "admin.socket", &c.Admin.Socket, DefaultAdminSocket)
 	}
 	def(d, "metrics.path", &c.Metrics.Path, DefaultMetricsPath)
+	if c.BGP != nil {
+		c.BGP.setDefaults(d)
+	}
+	c.setProxyDefaults(d)
+	c.SlowPath.setDefaults(d)
 
 	for i := range c.Services {
 		s := &c.Services[i]
@@ -36,6 +41,7 @@ func (c *Config) setDefaults(present func(path string) bool) {
 		}
 		for j := range s.Routes {
 			def(d, fmt.Sprintf("%s.routes[%d].timeout", p, j), &s.Routes[j].Timeout, DefaultRouteTimeout)
+			s.Routes[j].setTunnelDefaults(d, fmt.Sprintf("%s.routes[%d]", p, j))
 		}
 	}
 

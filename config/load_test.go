@@ -66,6 +66,8 @@ func TestParseAppliesDefaults(t *testing.T) {
 			MaglevSize: 65537, FlowTimeout: 60 * time.Second,
 			Backends: []BackendConfig{{Name: "b1", Address: netip.MustParseAddr("198.18.1.1"), Weight: 100}},
 		}},
+		Proxy:    ProxyConfig{MaxSessions: DefaultProxyMaxSessions},
+		SlowPath: SlowPathConfig{CIDCacheSize: DefaultCIDCacheSize, Rate: DefaultSlowPathRate, Burst: DefaultSlowPathBurst},
 		// sha256sum of the file's bytes.
 		SHA256: "73a6cbe096857ee8a6f6f7b6b2cb3e46856f9e953efaad125396532b88c48fba",
 	}
@@ -143,6 +145,7 @@ pools:
 		Match: MatchConfig{PathPrefix: "/api/", Methods: []string{"GET"}, Headers: map[string]string{"X-A": "b"}},
 		Pool:  "api", Timeout: 30 * time.Second,
 		Transforms: TransformsConfig{StripPrefix: "/api", RequestHeaders: HeaderOps{Set: map[string]string{"X-B": "c"}, Remove: []string{"Cookie"}}},
+		Tunnel:     TunnelConfig{IdleTimeout: DefaultTunnelIdleTimeout},
 	}
 	if !reflect.DeepEqual(s.Routes[0], wantRoute) {
 		t.Errorf("route\ngot  %+v\nwant %+v", s.Routes[0], wantRoute)

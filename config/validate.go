@@ -195,6 +195,8 @@ func (v *validator) config(c *Config) {
 	oneOf(v, "log.format", c.Log.Format, "text", "json")
 	v.admin(c.Admin)
 	v.metrics(c.Metrics)
+	v.proxy(c.Proxy)
+	v.slowPath(c.SlowPath)
 
 	pools := map[string]string{} // name → path
 	for i := range c.Pools {
@@ -235,6 +237,7 @@ func (v *validator) config(c *Config) {
 		}
 	}
 	v.capacity(c)
+	v.bgp(c)
 	for i, pl := range c.Pools {
 		if pl.Name != "" && !used[pl.Name] {
 			v.errorf(fmt.Sprintf("pools[%d].name", i), "name: pool %q is not used by any route", echo(pl.Name))
@@ -635,6 +638,7 @@ func (v *validator) route(r *RouteConfig, rp string, pools map[string]string, us
 		used[r.Pool] = true
 	}
 	v.positiveDur(rp+".timeout", r.Timeout)
+	v.tunnel(r, rp)
 
 	m, mp := r.Match, rp+".match"
 	if m.Host != "" {

@@ -194,6 +194,11 @@ func mustParityPlan(tb testing.TB, p *Planner, reload bool) (*config.Config, *De
 	v := d.VIPs[enc4]
 	v.Info.Flags |= bpf.VIPCIDMissPass
 	d.VIPs[enc4] = v
+	// And enc6 has the slow path on, but no socket is registered.
+	enc6 := bpf.NewVIPKey(netip.MustParseAddrPort("[2001:db8:10::2]:4433"))
+	v = d.VIPs[enc6]
+	v.Info.Flags |= bpf.VIPSlowPath
+	d.VIPs[enc6] = v
 	return cfg, d
 }
 
@@ -330,7 +335,8 @@ func (pr *parityRun) run(frame []byte) {
 	if err != nil {
 		pr.tb.Fatalf("run xdp_lb on frame %d: %v", pr.frames, err)
 	}
-	got := pr.router.Route(frame)
+	var to routeTo
+	got := pr.router.routeFrame(frame, &to)
 	pr.frames++
 
 	var cVerdict Verdict
@@ -356,6 +362,15 @@ func (pr *parityRun) run(frame []byte) {
 		problem = fmt.Sprintf("verdict: xdp %v, router %v", cVerdict, got.Verdict)
 	case cVerdict == VerdictTX && cBackend != got.Backend:
 		problem = fmt.Sprintf("backend: xdp %d, router %d", cBackend, got.Backend)
+	case cVerdict == VerdictTX:
+		// The frame the slow path would send for the Router's decision,
+		// built by the product's builders, is xdp_lb's byte for byte.
+		want, err := builtFrame(frame, got, &to)
+		if err != nil {
+			problem = fmt.Sprintf("build the frame: %v", err)
+		} else if !bytes.Equal(want, opts.DataOut) {
+			problem = fmt.Sprintf("frame: xdp sent\n%s\nthe builders make\n%s", hex.Dump(opts.DataOut), hex.Dump(want))
+		}
 	}
 
 	switch got.Verdict {
@@ -516,7 +531,11 @@ func TestParityWithXDP(t *testing.T) {
 			t.Errorf("reason %v: xdp counted %d, router %d", reason, c, goCounts[r])
 		}
 		summary = append(summary, fmt.Sprintf("%v=%d", reason, c))
-		unreachable := reason == reasonPassEncapFailed || reason == reasonFlowInsertFailed
+		// Redirects need AF_XDP sockets, which the test run has none
+		// of (the slow path's own tests have).
+		unreachable := reason == reasonPassEncapFailed || reason == reasonFlowInsertFailed ||
+			reason == reasonRedirectSlowPath || reason == reasonRedirectUserspace || reason == reasonSlowPathLimited ||
+			reason == reasonDropSlowPathRing
 		if c == 0 && !unreachable {
 			t.Errorf("no frame was counted as %v: the corpus does not reach it", reason)
 		}
@@ -568,4 +587,16 @@ func (pr *parityRun) compareFlows() {
 		t.Errorf("%d flow_cache slots differ", diff)
 	}
 	t.Logf("flow tables: %d flows in this CPU's flow_cache (router %d)", xdp, tables.cached)
+}
+
+// builtFrame is the frame bpf.RewriteL2DSR or bpf.Encap make of frame for
+// decision d, made with the state and VIP in to, as the slow path sends it.
+func builtFrame(frame []byte, d Decision, to *routeTo) ([]byte, error) {
+	be := &to.st.backends[d.Backend]
+	if to.vip.info.Forwarding == bpf.ForwardingIPIP {
+		out := append(make([]byte, bpf.EncapLen(be)), frame...)
+		return out, bpf.Encap(out, be, &to.st.lb)
+	}
+	out := bytes.Clone(frame)
+	return out, bpf.RewriteL2DSR(out, be, &to.st.lb)
 }

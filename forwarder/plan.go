@@ -54,6 +54,9 @@ type Planner struct {
 	hops     HopResolver
 	health   *health.Registry
 	log      *slog.Logger
+	// proxy plans the services of forwarding proxy instead of the rest,
+	// for the userspace proxy's Router (NewProxyPlanner).
+	proxy bool
 }
 
 // SetHealth makes later plans follow r: unhealthy backends leave the
@@ -89,7 +92,7 @@ func NewPlanner(hops HopResolver, log *slog.Logger) *Planner {
 // Maglev table, and is reported in Desired.Problems; the rest of the
 // configuration still applies.
 func (p *Planner) Plan(ctx context.Context, cfg *config.Config) (*Desired, error) {
-	services, vipKeys, backendKeys := planKeys(cfg)
+	services, vipKeys, backendKeys := planKeys(cfg, p.proxy)
 	// Allocate on copies so that a failed plan leaves the ids as they were.
 	vips, backends := p.vips.clone(), p.backends.clone()
 	vipIDs, _, err := vips.assign(vipKeys)
@@ -194,12 +197,13 @@ func (p *Planner) planService(ctx context.Context, d *Desired, s *config.Service
 	return nil
 }
 
-// planKeys lists the services XDP serves and the allocator keys of their
-// VIPs and backends, in config order.
-func planKeys(cfg *config.Config) (services []*config.ServiceConfig, vipKeys, backendKeys []string) {
+// planKeys lists the services XDP serves (or, with proxy, those the
+// userspace proxy serves) and the allocator keys of their VIPs and
+// backends, in config order.
+func planKeys(cfg *config.Config, proxy bool) (services []*config.ServiceConfig, vipKeys, backendKeys []string) {
 	for i := range cfg.Services {
 		s := &cfg.Services[i]
-		if s.Mode == config.ModeL4 && s.Forwarding == config.ForwardingProxy {
+		if (s.Mode == config.ModeL4 && s.Forwarding == config.ForwardingProxy) != proxy {
 			continue
 		}
 		services = append(services, s)
@@ -216,7 +220,7 @@ func planKeys(cfg *config.Config) (services []*config.ServiceConfig, vipKeys, ba
 // seed gives cfg's VIPs and backends the ids stored by an earlier run, so
 // the first plan after a restart keeps the indexes the pinned maps use.
 func (p *Planner) seed(cfg *config.Config, vips, backends map[idStoreValue]uint32) error {
-	_, vipKeys, backendKeys := planKeys(cfg)
+	_, vipKeys, backendKeys := planKeys(cfg, p.proxy)
 	v, b := p.vips.clone(), p.backends.clone()
 	if err := v.seed(vipKeys, vips); err != nil {
 		return fmt.Errorf("vip ids: %w", err)

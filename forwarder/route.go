@@ -125,9 +125,12 @@ func (d Decision) String() string {
 // the packets it routes exactly as one CPU's flow_cache and the cid_cache
 // map do in XDP. It is safe for concurrent use.
 type Router struct {
-	state  atomic.Pointer[routeState]
-	tables routeTables
-	counts [bpf.NumReasons]atomic.Uint64
+	// behindXDP: the Router is the slow path, deciding what XDP
+	// redirected to it, not a mirror of XDP without sockets.
+	behindXDP bool
+	state     atomic.Pointer[routeState]
+	tables    routeTables
+	counts    [bpf.NumReasons]atomic.Uint64
 }
 
 // routeState is what the maps that Go writes hold: vips, backends,
@@ -281,7 +284,17 @@ type datagram struct {
 // (data to data_end: the UDP payload runs to the end of the frame, padding
 // included, as in lb.c). It does not allocate, except when the flow table
 // or CID cache grows.
-func (r *Router) Route(frame []byte) Decision {
+func (r *Router) Route(frame []byte) Decision { return r.routeFrame(frame, nil) }
+
+// routeTo is where a decision was made: the state and VIP it used, for the
+// slow path, which builds the frame the decision sends.
+type routeTo struct {
+	st  *routeState
+	vip *routeVIP
+}
+
+// routeFrame is Route, telling to (if not nil) the state and VIP it used.
+func (r *Router) routeFrame(frame []byte, to *routeTo) Decision {
 	var ev ReasonSet
 	verdict := func(reason bpf.Reason, v Verdict) Decision {
 		return r.record(Decision{Verdict: v, Reason: reason, Events: ev})
@@ -355,7 +368,7 @@ func (r *Router) Route(frame []byte) Decision {
 	}
 	p.sport = binary.BigEndian.Uint16(frame[udp:])
 	p.dport = binary.BigEndian.Uint16(frame[udp+2:])
-	return r.route(&p, frame[udp+udpHdrLen:], ev)
+	return r.route(&p, frame[udp+udpHdrLen:], ev, to)
 }
 
 // RouteDatagram decides a UDP datagram received on a socket: src is the
@@ -382,7 +395,7 @@ func (r *Router) RouteDatagram(src, dst netip.AddrPort, payload []byte) Decision
 		return r.record(Decision{Verdict: VerdictPass, Reason: reasonPassNotVIP})
 	}
 	p.sport, p.dport = src.Port(), dst.Port()
-	return r.route(&p, payload, 0)
+	return r.route(&p, payload, 0, nil)
 }
 
 // quicDCID is struct dcid of lb.c: where the DCID starts in the payload
@@ -419,15 +432,22 @@ func parseQUIC(q []byte) (quicDCID, bool) {
 }
 
 // route mirrors the part of xdp_lb after parsing.
-func (r *Router) route(p *datagram, q []byte, ev ReasonSet) Decision {
+func (r *Router) route(p *datagram, q []byte, ev ReasonSet, to *routeTo) Decision {
 	st := r.state.Load()
 	vk := bpf.VIPKey{Addr: p.dst, Port: htons(p.dport), Family: p.family, Proto: protoUDP}
 	vip := st.vips[vk]
 	if vip == nil {
 		return r.record(Decision{Verdict: VerdictPass, Reason: reasonPassNotVIP, Events: ev})
 	}
+	if to != nil {
+		to.st, to.vip = st, vip
+	}
 	if vip.info.Mode != bpf.ModeL4 {
 		return r.record(Decision{Verdict: VerdictPass, Reason: reasonPassL7, Events: ev})
+	}
+	if vip.info.Flags&bpf.VIPUserspace != 0 && !r.behindXDP {
+		// XDP found no socket on the queue and decides itself.
+		ev.add(reasonSlowPathNoSocket)
 	}
 	if d, ok := parseQUIC(q); ok {
 		if dec, done := r.routeCID(st, p, vip, q, d, &ev); done {
@@ -525,6 +545,10 @@ func (r *Router) routeCID(st *routeState, p *datagram, vip *routeVIP, q []byte, 
 			if vip.decoder != nil {
 				return r.decrypt(st, vip, k, dcid, ev)
 			}
+			if vip.info.Flags&bpf.VIPSlowPath != 0 {
+				// Mirrors slow_path with no socket on the queue.
+				ev.add(reasonSlowPathNoSocket)
+			}
 			if vip.info.Flags&bpf.VIPCIDMissPass != 0 {
 				return Decision{Verdict: VerdictPass, Reason: reasonPassCIDCacheMiss, Events: *ev}, true
 			}
@@ -535,7 +559,13 @@ func (r *Router) routeCID(st *routeState, p *datagram, vip *routeVIP, q []byte, 
 			ev.add(reasonCIDBackendUnusable)
 			return Decision{}, false
 		}
-		return st.forward(vip, idx, be, PathCIDCache, *ev), true
+		dec := st.forward(vip, idx, be, PathCIDCache, *ev)
+		if r.behindXDP && vip.info.Flags&bpf.VIPUserspace == 0 {
+			// XDP missed a DCID the slow path knows: cid_cache lost it
+			// (LRU) or has not got it yet; put it back.
+			dec.Learned, dec.CIDKey = true, k
+		}
+		return dec, true
 	}
 
 	// Plaintext: the server ID is octets 1..server_id_len (draft-21 §5.2).

@@ -1,6 +1,8 @@
 package forwarder
 
 import (
+	"encoding/binary"
+	"math/bits"
 	"sync"
 
 	"github.com/spooky-lb/spooky/bpf"
@@ -23,6 +25,27 @@ type routeTables struct {
 	cached  int              // valid entries in cache
 	cids    map[bpf.CIDKey]uint32
 	maxCIDs int
+	// direct, when not nil, replaces cids: a direct-mapped table (a
+	// colliding DCID replaces the entry), for the slow path, where a
+	// lost entry costs one decryption (tens of ns) and a Go map's lookup
+	// and eviction cost more than that (slowpath.go).
+	direct []cidSlot
+	seed   uint64
+}
+
+type cidSlot struct {
+	key     bpf.CIDKey
+	backend uint32
+}
+
+// directSlot returns k's slot in direct: a multiply-shift hash of the
+// DCID's first octets (random-looking for encrypted CIDs), salted so that
+// a sender cannot aim at one slot.
+func (t *routeTables) directSlot(k *bpf.CIDKey) *cidSlot {
+	x := binary.LittleEndian.Uint64(k.Cid[0:8]) ^ binary.LittleEndian.Uint64(k.Cid[8:16])<<1 ^
+		uint64(binary.LittleEndian.Uint32(k.Cid[16:20])) ^ uint64(k.VipId)<<40 ^ uint64(k.Len)<<56
+	x = (x ^ t.seed) * 0x9e3779b97f4a7c15
+	return &t.direct[x>>(64-bits.TrailingZeros(uint(len(t.direct))))]
 }
 
 type flowCacheEntry struct {
@@ -74,6 +97,12 @@ func (t *routeTables) flowCount() int {
 
 func (t *routeTables) getCID(k bpf.CIDKey) (uint32, bool) {
 	t.mu.Lock()
+	if t.direct != nil {
+		e := t.directSlot(&k)
+		v, ok := e.backend, e.key == k && k.Len != 0
+		t.mu.Unlock()
+		return v, ok
+	}
 	v, ok := t.cids[k]
 	t.mu.Unlock()
 	return v, ok
@@ -81,6 +110,11 @@ func (t *routeTables) getCID(k bpf.CIDKey) (uint32, bool) {
 
 func (t *routeTables) putCID(k bpf.CIDKey, backend uint32) {
 	t.mu.Lock()
+	if t.direct != nil {
+		*t.directSlot(&k) = cidSlot{key: k, backend: backend}
+		t.mu.Unlock()
+		return
+	}
 	if _, ok := t.cids[k]; !ok && len(t.cids) >= t.maxCIDs {
 		for old := range t.cids {
 			delete(t.cids, old)
@@ -112,6 +146,11 @@ func (t *routeTables) forget(freed []uint32) {
 	for k, v := range t.cids {
 		if gone[v] {
 			delete(t.cids, k)
+		}
+	}
+	for i := range t.direct {
+		if e := &t.direct[i]; e.key.Len != 0 && gone[e.backend] {
+			*e = cidSlot{}
 		}
 	}
 }

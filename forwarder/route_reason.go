@@ -30,6 +30,11 @@ const (
 	reasonCIDCacheMiss        bpf.Reason = 20
 	reasonFlowBackendUnusable bpf.Reason = 21
 	reasonFlowInsertFailed    bpf.Reason = 22
+	reasonRedirectSlowPath    bpf.Reason = 23
+	reasonRedirectUserspace   bpf.Reason = 24
+	reasonSlowPathLimited     bpf.Reason = 25
+	reasonSlowPathNoSocket    bpf.Reason = 26
+	reasonDropSlowPathRing    bpf.Reason = 27
 )
 
 // ReasonSet must hold every reason as one bit.

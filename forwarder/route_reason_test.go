@@ -31,6 +31,11 @@ var reasonNames = map[bpf.Reason]string{
 	reasonCIDCacheMiss:        "cid_cache_miss",
 	reasonFlowBackendUnusable: "flow_backend_unusable",
 	reasonFlowInsertFailed:    "flow_insert_failed",
+	reasonRedirectSlowPath:    "redirect_slow_path",
+	reasonRedirectUserspace:   "redirect_userspace",
+	reasonSlowPathLimited:     "slow_path_limited",
+	reasonSlowPathNoSocket:    "slow_path_no_socket",
+	reasonDropSlowPathRing:    "drop_slow_path_ring",
 }
 
 func TestRouterReasonsMatchSpookyH(t *testing.T) {

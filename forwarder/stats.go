@@ -18,9 +18,19 @@ type Stats struct {
 	// Reasons counts packets by verdict reason and events on the way,
 	// by name (bpf.Reason.String), including zeros.
 	Reasons map[string]uint64 `json:"reasons"`
+	// SlowPathReasons counts, by the same names, what Go decided for the
+	// datagrams XDP redirected to it (redirect_slow_path and
+	// redirect_userspace in Reasons): with --dataplane userspace, every
+	// verdict. Empty for pins without the slow path.
+	SlowPathReasons map[string]uint64 `json:"slow_path_reasons,omitempty"`
 }
 
-// VIPStats are one VIP's counters: forwarded packets, by path.
+// Reason returns the count of reason name in XDP and the slow path together.
+func (s *Stats) Reason(name string) uint64 { return s.Reasons[name] + s.SlowPathReasons[name] }
+
+// VIPStats are one VIP's counters: forwarded packets, by path. Packets
+// and Bytes count what XDP and the slow path forwarded; the by-path
+// counters are XDP's, SlowPath has the slow path's.
 type VIPStats struct {
 	ID uint32 `json:"id"`
 	// Service names the VIP's service in the config that programmed it.
@@ -33,9 +43,12 @@ type VIPStats struct {
 	CIDCache uint64         `json:"by_cid_cache"`
 	Flow     uint64         `json:"by_flow"`
 	Maglev   uint64         `json:"by_maglev"`
+	// SlowPath are the VIP's datagrams XDP handed to Go (stats_slowpath.go).
+	SlowPath SlowPathStats `json:"slow_path"`
 }
 
-// BackendStats are one backend slot's counters.
+// BackendStats are one backend slot's counters: what XDP and the slow
+// path forwarded to it.
 type BackendStats struct {
 	Index uint32 `json:"index"`
 	// Name is "service/backend" as configured; empty for a removed slot.
@@ -90,13 +103,21 @@ func ReadStats(root, iface string) (*Stats, error) {
 			v.Flow += c.Flow
 			v.Maglev += c.Maglev
 		}
+		for _, c := range per {
+			v.SlowPath.Redirected += c.SlowPath
+			v.SlowPath.Limited += c.SlowPathLimited
+		}
 		st.VIPs = append(st.VIPs, v)
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("iterate vips: %w", err)
 	}
+	if err := readSlowPathStats(root, iface, st.VIPs); err != nil {
+		return nil, err
+	}
 	sort.Slice(st.VIPs, func(i, j int) bool { return st.VIPs[i].ID < st.VIPs[j].ID })
 
+	slowBackends := readSlowPathBackends(root, iface)
 	for i := uint32(0); i < bpf.MaxBackends; i++ {
 		var b bpf.Backend
 		if err := maps["backends"].Lookup(i, &b); err != nil {
@@ -114,6 +135,10 @@ func ReadStats(root, iface string) (*Stats, error) {
 			s.Packets += c.Packets
 			s.Bytes += c.Bytes
 		}
+		if slowBackends != nil {
+			s.Packets += slowBackends[i].Packets
+			s.Bytes += slowBackends[i].Bytes
+		}
 		if b.Family == bpf.FamilyNone && s.Packets == 0 {
 			continue
 		}
@@ -130,6 +155,10 @@ func ReadStats(root, iface string) (*Stats, error) {
 			sum += c
 		}
 		st.Reasons[bpf.Reason(r).String()] = sum
+	}
+	var err error
+	if st.SlowPathReasons, err = readSlowPathReasons(root, iface); err != nil {
+		return nil, err
 	}
 	return st, nil
 }

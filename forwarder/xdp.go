@@ -70,6 +70,11 @@ type AttachOptions struct {
 	// Planner.SetHealth); the caller re-Applies after a change. If nil,
 	// every backend whose next hop resolves is healthy.
 	Health *health.Registry
+	// Dataplane is xdp or userspace (xdp_slowpath.go). If empty, xdp.
+	Dataplane Dataplane
+	// CIDCacheSize sizes cid_cache (config slow_path.cid_cache_size). If
+	// zero, bpf.DefaultCIDCacheSize.
+	CIDCacheSize int
 }
 
 // XDP is the fast path attached to one interface: the loaded program and
@@ -96,6 +101,11 @@ type XDP struct {
 
 	// probe steers health probes through the VIP (probe.go).
 	probe probeState
+
+	// dataplane and slow: the AF_XDP slow path (xdp_slowpath.go); slow
+	// is nil when the interface has none.
+	dataplane Dataplane
+	slow      *SlowPath
 }
 
 // PinDir returns the pin directory of iface under root. It does not check
@@ -132,7 +142,7 @@ func Attach(opts AttachOptions) (*XDP, error) {
 		removeCreated(created)
 		return nil, err
 	}
-	x, err := attachIn(dir, l, opts.Mode, opts.Health, log)
+	x, err := attachIn(dir, l, opts, log)
 	if err != nil {
 		removeCreated(created)
 		return nil, err
@@ -141,9 +151,15 @@ func Attach(opts AttachOptions) (*XDP, error) {
 }
 
 // attachIn is Attach with its pins in dir.
-func attachIn(dir string, l netlink.Link, mode XDPMode, reg *health.Registry, log *slog.Logger) (*XDP, error) {
+func attachIn(dir string, l netlink.Link, opts AttachOptions, log *slog.Logger) (*XDP, error) {
 	iface := l.Attrs().Name
-	objs, err := bpf.LoadLB(&bpf.LoadOptions{PinPath: dir})
+	mode, reg := opts.Mode, opts.Health
+	switch opts.Dataplane {
+	case "", DataplaneXDP, DataplaneUserspace:
+	default:
+		return nil, fmt.Errorf("dataplane %q: want xdp or userspace", opts.Dataplane)
+	}
+	objs, err := bpf.LoadLB(&bpf.LoadOptions{PinPath: dir, CIDCacheSize: uint32(opts.CIDCacheSize)})
 	if errors.Is(err, ebpf.ErrMapIncompatible) {
 		// A map pinned by a build with another layout cannot be
 		// adopted; only a fresh start (which drops flows) can go on.
@@ -159,13 +175,17 @@ func attachIn(dir string, l netlink.Link, mode XDPMode, reg *health.Registry, lo
 		return nil, privilege(err)
 	}
 	x := &XDP{
-		link:    l,
-		pinDir:  dir,
-		objs:    objs,
-		planner: NewPlanner(&Resolver{Link: l}, log),
-		syncer:  NewSyncer(objs, log),
-		log:     log,
-		ids:     store,
+		link:      l,
+		pinDir:    dir,
+		objs:      objs,
+		planner:   NewPlanner(&Resolver{Link: l}, log),
+		syncer:    NewSyncer(objs, log),
+		log:       log,
+		ids:       store,
+		dataplane: opts.Dataplane,
+	}
+	if x.dataplane == "" {
+		x.dataplane = DataplaneXDP
 	}
 	x.planner.SetHealth(reg)
 	if x.storedVIPs, x.storedBackends, err = store.load(); err != nil {
@@ -173,6 +193,10 @@ func attachIn(dir string, l netlink.Link, mode XDPMode, reg *health.Registry, lo
 		return nil, err
 	}
 	if err := x.attachProgram(mode); err != nil {
+		x.Close()
+		return nil, err
+	}
+	if err := x.startSlowPath(); err != nil {
 		x.Close()
 		return nil, err
 	}
@@ -250,6 +274,9 @@ func (x *XDP) setLBConfig() error {
 	if err != nil {
 		return err
 	}
+	if x.slow != nil {
+		x.slow.SetLB(c)
+	}
 	return x.syncer.SetLB(c)
 }
 
@@ -275,11 +302,17 @@ func (x *XDP) Apply(ctx context.Context, cfg *config.Config) error {
 	for _, p := range d.Problems {
 		x.log.Warn("backend left out of the tables", "err", p)
 	}
-	for _, s := range cfg.Services {
-		if s.Mode == config.ModeL4 && s.Forwarding == config.ForwardingProxy {
-			x.log.Warn("service not served: forwarding proxy needs the userspace forwarder, which this version does not run",
-				"service", s.Name)
-		}
+	decoders, err := x.planSlowPath(cfg, d)
+	if err != nil {
+		return err
+	}
+	if err := x.writeSlowPathLimits(cfg, d); err != nil {
+		return err
+	}
+	if x.slow != nil {
+		// Before the VIPs are switched to redirect: Go must know them
+		// when their first frame arrives.
+		x.slow.Update(d, decoders)
 	}
 	if err := x.syncer.Apply(d); err != nil {
 		return err
@@ -344,6 +377,9 @@ func (x *XDP) Resolver() *Resolver { return &Resolver{Link: x.link} }
 // flowing until Detach.
 func (x *XDP) Close() error {
 	errs := []error{x.probe.close()}
+	if x.slow != nil {
+		errs = append(errs, x.slow.Close())
+	}
 	if x.xdpLink != nil {
 		errs = append(errs, x.xdpLink.Close())
 	}

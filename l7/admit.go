@@ -1,5 +1,6 @@
-// Which requests are proxied and how they are marked: CONNECT is refused,
-// early data is recognised, ambiguous HTTP/1.x framing closes the connection.
+// Which requests are proxied and how they are marked: CONNECT no route
+// allows is refused, early data is recognised, ambiguous HTTP/1.x framing
+// closes the connection.
 
 package l7
 
@@ -13,10 +14,11 @@ import (
 // the proxy forwards (RFC 9110 §15.5.6 requires the field in a 405).
 const allowedMethods = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 
-// refuseConnect answers CONNECT, plain (a tunnel, RFC 9110 §9.3.6) or
-// extended (RFC 8441, RFC 9220: WebSockets and the like over HTTP/2 and
-// HTTP/3): spooky routes requests to upstreams and opens no tunnels, and
-// forwarding CONNECT as an ordinary request would ask an upstream to open one.
+// refuseConnect answers a CONNECT that no route allows: plain (a tunnel,
+// RFC 9110 §9.3.6) where the matching route has no connect section, or
+// extended (RFC 8441, RFC 9220) for a protocol spooky does not serve.
+// Forwarding CONNECT as an ordinary request would ask an upstream to open
+// a tunnel; spooky opens its own only where a route says so (tunnel.go).
 func refuseConnect(w http.ResponseWriter) {
 	w.Header().Set("Allow", allowedMethods)
 	writeError(w, http.StatusMethodNotAllowed, "CONNECT is not supported")

@@ -54,6 +54,7 @@ func TestConnectIsRefused(t *testing.T) {
 	rec, up := mustRecordingUpstream(t, "u", nil)
 	cfg := oneService(t, cert, PoolConfig{Upstreams: []UpstreamConfig{up}})
 	cfg.Services[0].TCP = true
+	cfg.Services[0].Address = freeAddr(t)
 	s := mustServer(t, cfg)
 	addr := mustAddr(t, s)
 	h3, _ := h3Client(t, cert, addr)
@@ -78,7 +79,9 @@ func TestConnectIsRefused(t *testing.T) {
 		protocol string // extended CONNECT's :protocol (RFC 9220)
 	}{
 		{"a CONNECT over HTTP/3 is refused", h3, "https://app.example.com:443", ""},
-		{"an extended CONNECT over HTTP/3 is refused", h3, "https://app.example.com/chat", "websocket"},
+		// WebSockets are on by default (upgrade_test.go); no other
+		// extended CONNECT protocol is served.
+		{"an extended CONNECT for another protocol over HTTP/3 is refused", h3, "https://app.example.com/chat", "connect-udp"},
 		{"a CONNECT over HTTP/2 is refused", tcpClient(true), "https://app.example.com:443", ""},
 		{"a CONNECT over HTTP/1.1 is refused", tcpClient(false), "https://app.example.com:443", ""},
 	} {

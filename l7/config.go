@@ -143,6 +143,9 @@ type Route struct {
 	Retry RetryConfig
 	// Transforms rewrite the request and response.
 	Transforms Transforms
+	// Tunnel says which tunnels (WebSockets, CONNECT) the route opens and
+	// bounds them. The zero value proxies WebSockets and refuses CONNECT.
+	Tunnel TunnelConfig
 }
 
 // Match is a conjunction: every non-empty field must match. Paths are

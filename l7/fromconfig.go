@@ -88,6 +88,7 @@ func serviceFromConfig(s config.ServiceConfig, retries map[string]config.RetryCo
 		if r.Match.Host != "" {
 			route.Match.Hosts = []string{r.Match.Host}
 		}
+		route.Tunnel = tunnelFromConfig(&r)
 		for name, value := range r.Match.Headers {
 			route.Match.Headers = append(route.Match.Headers, HeaderMatch{Name: name, Value: value})
 		}
@@ -159,4 +160,17 @@ func retryFromConfig(r config.RetryConfig) RetryConfig {
 		out.Attempts = -1
 	}
 	return out
+}
+
+// tunnelFromConfig maps a route's websocket, connect and tunnel settings.
+func tunnelFromConfig(r *config.RouteConfig) TunnelConfig {
+	t := TunnelConfig{
+		DisableWebSocket: !r.WebSocketEnabled(),
+		IdleTimeout:      r.Tunnel.IdleTimeout,
+		MaxLifetime:      r.Tunnel.MaxLifetime,
+	}
+	if r.Connect != nil {
+		t.Connect = &ConnectConfig{Allow: r.Connect.Allow, DialTimeout: r.Connect.DialTimeout, UDP: r.Connect.UDP}
+	}
+	return t
 }

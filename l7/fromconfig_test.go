@@ -1,7 +1,9 @@
 package l7
 
 import (
+	"reflect"
 	"testing"
+	"time"
 
 	"github.com/spooky-lb/spooky/config"
 )
@@ -64,6 +66,28 @@ func TestFromConfigMapsUpstreamSchemesAndRetries(t *testing.T) {
 			}
 			if got := retryFromConfig(config.RetryConfig{Count: tt.retries}).Attempts; got != tt.wantRetry {
 				t.Errorf("retries %d map to %d attempts, want %d", tt.retries, got, tt.wantRetry)
+			}
+		})
+	}
+}
+
+func TestFromConfigMapsTunnelSettings(t *testing.T) {
+	off := false
+	for _, tc := range []struct {
+		name string
+		in   config.RouteConfig
+		want TunnelConfig
+	}{
+		{"a route without settings proxies WebSockets and refuses CONNECT", config.RouteConfig{}, TunnelConfig{}},
+		{"websocket: false turns WebSockets off", config.RouteConfig{WebSocket: &off}, TunnelConfig{DisableWebSocket: true}},
+		{"limits and destinations are passed on", config.RouteConfig{
+			Tunnel:  config.TunnelConfig{IdleTimeout: time.Minute, MaxLifetime: time.Hour},
+			Connect: &config.ConnectConfig{Allow: []string{"db.test:5432"}, DialTimeout: time.Second, UDP: true},
+		}, TunnelConfig{IdleTimeout: time.Minute, MaxLifetime: time.Hour, Connect: &ConnectConfig{Allow: []string{"db.test:5432"}, DialTimeout: time.Second, UDP: true}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tunnelFromConfig(&tc.in); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got %+v, want %+v", got, tc.want)
 			}
 		})
 	}

@@ -199,6 +199,9 @@ type listeners struct {
 	// are refused.
 	draining atomic.Bool
 	released sync.Once // the generation's reference to the UDP socket
+	// tunnels are the WebSockets and CONNECT tunnels opened on the
+	// generation's connections (tunnel.go).
+	tunnels tunnelSet
 }
 
 // listen starts a generation of svc with sc's listener settings on so.
@@ -206,7 +209,9 @@ type listeners struct {
 func (s *Server) listen(svc *service, sc ServiceConfig, so *sockets) (*listeners, error) {
 	l := &listeners{socks: so}
 	l.ownsTCP.Store(true)
-	qconf := &quic.Config{MaxIdleTimeout: sc.IdleTimeout, Allow0RTT: sc.Allow0RTT}
+	// Datagrams (RFC 9221, HTTP Datagrams RFC 9297) carry CONNECT-UDP
+	// (connectudp.go); a reload may allow it on a route at any time.
+	qconf := &quic.Config{MaxIdleTimeout: sc.IdleTimeout, Allow0RTT: sc.Allow0RTT, EnableDatagrams: true}
 	qconf.GetConfigForClient = func(*quic.ClientInfo) (*quic.Config, error) {
 		if l.draining.Load() {
 			return nil, errDraining
@@ -227,16 +232,17 @@ func (s *Server) listen(svc *service, sc ServiceConfig, so *sockets) (*listeners
 	so.udp.users.Add(1)
 	obs := svc.obs
 	l.h3 = &http3.Server{
-		Handler:        svc,
-		IdleTimeout:    sc.IdleTimeout,
-		MaxHeaderBytes: sc.MaxHeaderBytes,
-		Logger:         svc.log,
+		Handler:         svc,
+		IdleTimeout:     sc.IdleTimeout,
+		MaxHeaderBytes:  sc.MaxHeaderBytes,
+		Logger:          svc.log,
+		EnableDatagrams: true,
 		ConnContext: func(ctx context.Context, c *quic.Conn) context.Context {
 			if obs != nil {
 				obs.ConnOpened(svc.name, ProtoQUIC)
 				context.AfterFunc(c.Context(), func() { obs.ConnClosed(svc.name, ProtoQUIC) })
 			}
-			return context.WithValue(ctx, connKey{}, c)
+			return context.WithValue(context.WithValue(ctx, connKey{}, c), tunnelGenKey{}, &l.tunnels)
 		},
 	}
 	l.done.Go(func() {
@@ -264,6 +270,9 @@ func (s *Server) listen(svc *service, sc ServiceConfig, so *sockets) (*listeners
 			ReadHeaderTimeout: 10 * time.Second,
 			MaxHeaderBytes:    sc.MaxHeaderBytes,
 			ErrorLog:          slog.NewLogLogger(svc.log.Handler(), slog.LevelDebug),
+			ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
+				return context.WithValue(ctx, tunnelGenKey{}, &l.tunnels)
+			},
 		}
 		if obs != nil {
 			l.h1.ConnState = func(_ net.Conn, st http.ConnState) {
@@ -284,6 +293,7 @@ func (s *Server) listen(svc *service, sc ServiceConfig, so *sockets) (*listeners
 		})
 		// From here new TCP connections go to this generation.
 		so.tcp.target.Store(q)
+		noteH2WebSockets(svc.log)
 	}
 	svc.log.Info("l7 service listening", "address", so.udp.conn.LocalAddr().String(), "tcp", sc.TCP, "0rtt", sc.Allow0RTT, "idle_timeout", sc.IdleTimeout)
 	return l, nil
@@ -329,6 +339,9 @@ func (l *listeners) shutdown(ctx context.Context, refuse bool) error {
 	if l.h1 != nil {
 		wg.Go(func() { h1err = l.h1.Shutdown(ctx) })
 	}
+	// Tunnels may finish within the drain; at its end they are closed
+	// (net/http's Shutdown does not track hijacked connections).
+	wg.Go(func() { l.tunnels.drain(ctx) })
 	wg.Wait()
 	l.close()
 	return errors.Join(h3err, h1err)
@@ -337,6 +350,7 @@ func (l *listeners) shutdown(ctx context.Context, refuse bool) error {
 // close aborts everything of the generation at once and gives up its
 // reference to the UDP socket, closing it if no other generation uses it.
 func (l *listeners) close() {
+	l.tunnels.closeAll()
 	_ = l.h3.Close()
 	if l.h1 != nil {
 		_ = l.h1.Close()

@@ -41,6 +41,10 @@ type recorder struct {
 	status      int
 	route, pool string
 	upstream    string
+	// tunnelTook, set when the request opened a tunnel, is the time the
+	// handshake took: the request is reported when the tunnel ends, and
+	// its lifetime is not the request's latency.
+	tunnelTook time.Duration
 }
 
 var recorderPool = sync.Pool{New: func() any { return new(recorder) }}
@@ -115,6 +119,18 @@ func (rec *recorder) statusFor(r *http.Request) int {
 func noteUpstream(w http.ResponseWriter, u *Upstream) {
 	if rec, ok := w.(*recorder); ok {
 		rec.upstream = u.name
+	}
+}
+
+// noteTunnel records that the request opened a tunnel after took, and
+// the status the client got (an HTTP/1.1 tunnel's status line is written
+// on the hijacked connection, past the recorder).
+func noteTunnel(w http.ResponseWriter, status int, took time.Duration) {
+	if rec, ok := w.(*recorder); ok {
+		rec.tunnelTook = max(took, 1)
+		if rec.status == 0 {
+			rec.status = status
+		}
 	}
 }
 

@@ -23,6 +23,7 @@ type compiledRoute struct {
 	timeout    time.Duration
 	retry      RetryConfig
 	transforms *transformer
+	tunnel     *compiledTunnel
 }
 
 type compiledHeaderMatch struct {
@@ -91,6 +92,9 @@ func compileRoutes(routes []Route, pools map[string]*Pool) (*router, error) {
 			return nil, configErr("route %s: %v", cr.name, err)
 		}
 		cr.transforms = t
+		if cr.tunnel, err = compileTunnel(r.Tunnel); err != nil {
+			return nil, configErr("route %s: %v", cr.name, err)
+		}
 		rt.routes = append(rt.routes, cr)
 	}
 	return rt, nil

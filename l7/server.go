@@ -238,15 +238,19 @@ func (svc *service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	// Deferred, so a request the proxy aborts (http.ErrAbortHandler) is counted too.
 	defer func() {
-		obs.ObserveRequest(svc.name, rec.route, rec.pool, rec.upstream, rec.statusFor(r), time.Since(start))
+		took := time.Since(start)
+		if rec.tunnelTook > 0 {
+			took = rec.tunnelTook
+		}
+		obs.ObserveRequest(svc.name, rec.route, rec.pool, rec.upstream, rec.statusFor(r), took)
 		putRecorder(rec)
 	}()
 	svc.serve(rec, r)
 }
 
 func (svc *service) serve(w http.ResponseWriter, r *http.Request) {
-	if r.Method == http.MethodConnect {
-		refuseConnect(w)
+	if wantsTunnel(r) {
+		svc.serveTunnel(w, r) // CONNECT and WebSockets, upgrade.go
 		return
 	}
 	// Whatever the current Allow0RTT: connections accepted with 0-RTT

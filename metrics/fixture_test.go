@@ -50,6 +50,12 @@ func mustPopulated(tb testing.TB) fixture {
 		Version:  "v1.2.3",
 		XDPStats: func() (*forwarder.Stats, error) { return fakeStats(), nil },
 		Health:   reg,
+		BGP: func() *BGPState {
+			return &BGPState{
+				Peers:  []BGPPeer{{Address: "198.18.0.254", ASN: 65000, Established: true}, {Address: "2001:db8::fe", ASN: 65000}},
+				Routes: []string{"198.18.0.10/32"},
+			}
+		},
 	})
 	f := fixture{m: m, reg: reg, before: time.Now()}
 	reg.Report(health.Backend("web", "b1"), health.Active, health.Healthy, "200 OK in 2ms")
@@ -66,6 +72,12 @@ func mustPopulated(tb testing.TB) fixture {
 	m.ConnOpened("api", ProtoQUIC)
 	m.ConnOpened("api", ProtoTCP)
 	m.ConnClosed("api", ProtoQUIC)
+
+	m.TunnelOpened("api", "chat", "websocket")
+	m.TunnelBytes("api", "chat", "websocket", "up", 100)
+	m.TunnelBytes("api", "chat", "websocket", "down", 250)
+	m.TunnelOpened("api", "chat", "websocket")
+	m.TunnelClosed("api", "chat", "websocket")
 
 	m.SetBreakerState("198.18.2.1:8080", "open")
 	m.SetBreakerState("198.18.2.2:8080", "closed")

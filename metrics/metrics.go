@@ -1,7 +1,8 @@
 // Package metrics exports spooky's Prometheus metrics: the XDP counters
 // (per-CPU maps summed at scrape time), the request tier's requests,
 // latencies, connections and breakers, the health registry's state and
-// checks, config reloads and build information (DESIGN.md, "Operations").
+// checks, the BGP sessions and announced routes, config reloads and build
+// information (DESIGN.md, "Operations").
 // It is the only package that imports Prometheus: the tiers call plain
 // methods on *Metrics with strings and numbers.
 //
@@ -35,9 +36,16 @@ type Options struct {
 	// example forwarder.ReadStats for the attached interface). It is called
 	// once per scrape. If nil, no spooky_xdp_* metrics are exported.
 	XDPStats func() (*forwarder.Stats, error)
+	// ProxyStats reads the userspace proxy's counters, once per scrape.
+	// If nil, no spooky_proxy_* metrics are exported.
+	ProxyStats func() *forwarder.ProxyStats
 	// Health is the daemon's health registry, read once per scrape. If nil,
 	// no spooky_target_health* metrics are exported.
 	Health *health.Registry
+	// BGP reads the BGP speaker's sessions and announced routes, once per
+	// scrape; nil from it means no speaker runs. If BGP is nil, no
+	// spooky_bgp_* metrics are exported.
+	BGP func() *BGPState
 	// Logger receives errors met while scraping. If nil, they are not
 	// logged (spooky_xdp_up still shows a failing read).
 	Logger *slog.Logger
@@ -53,6 +61,7 @@ type Metrics struct {
 	reload   *reloadCollector
 	requests *requestMetrics
 	conns    *connMetrics
+	tunnels  *tunnelMetrics
 	breakers *breakerCollector
 	checks   *checkMetrics
 }
@@ -70,6 +79,7 @@ func New(opts Options) *Metrics {
 		reload:   newReloadCollector(),
 		requests: newRequestMetrics(),
 		conns:    newConnMetrics(),
+		tunnels:  newTunnelMetrics(),
 		breakers: newBreakerCollector(),
 		checks:   newCheckMetrics(),
 	}
@@ -80,14 +90,21 @@ func New(opts Options) *Metrics {
 		m.reload,
 		m.requests.total, m.requests.duration,
 		m.conns.open,
+		m.tunnels.open, m.tunnels.opened, m.tunnels.bytes,
 		m.breakers,
 		m.checks.total, m.checks.duration,
 	)
 	if opts.XDPStats != nil {
 		m.reg.MustRegister(newXDPCollector(opts.XDPStats, log))
 	}
+	if opts.ProxyStats != nil {
+		m.reg.MustRegister(newProxyCollector(opts.ProxyStats))
+	}
 	if opts.Health != nil {
 		m.reg.MustRegister(newHealthCollector(opts.Health))
+	}
+	if opts.BGP != nil {
+		m.reg.MustRegister(&bgpCollector{read: opts.BGP})
 	}
 	return m
 }

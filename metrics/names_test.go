@@ -14,6 +14,8 @@ import (
 // added without a line here fails TestExportedNames, so the dashboard
 // check below knows every name.
 var exportedNames = []string{
+	"spooky_bgp_peer_up",
+	"spooky_bgp_route_announced",
 	"spooky_build_info",
 	"spooky_config_info",
 	"spooky_config_last_reload_success_timestamp_seconds",
@@ -22,8 +24,11 @@ var exportedNames = []string{
 	"spooky_health_check_duration_seconds",
 	"spooky_health_checks_total",
 	"spooky_l7_open_connections",
+	"spooky_l7_open_tunnels",
 	"spooky_l7_request_duration_seconds",
 	"spooky_l7_requests_total",
+	"spooky_l7_tunnel_bytes_total",
+	"spooky_l7_tunnels_total",
 	"spooky_l7_upstream_breaker_state",
 	"spooky_target_health",
 	"spooky_target_health_since_timestamp_seconds",

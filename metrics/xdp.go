@@ -176,12 +176,15 @@ func collectBackends(ch chan<- prometheus.Metric, backends []forwarder.BackendSt
 
 // reasonVerdict returns the verdict a reason ends a packet with (tx, pass,
 // drop), or "" for an event counted on the way. The names are lb.c's enum
-// reason (bpf.Reason.String): REASON_TX, REASON_PASS_*, REASON_DROP_* are
-// verdicts, the rest events.
+// reason (bpf.Reason.String): REASON_TX, REASON_PASS_*, REASON_DROP_* and
+// REASON_REDIRECT_* (to the slow path's AF_XDP sockets) are verdicts, the
+// rest events.
 func reasonVerdict(reason string) string {
 	switch {
 	case reason == "tx":
 		return "tx"
+	case strings.HasPrefix(reason, "redirect_"):
+		return "redirect"
 	case strings.HasPrefix(reason, "pass_"):
 		return "pass"
 	case strings.HasPrefix(reason, "drop_"):

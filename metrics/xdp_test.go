@@ -130,6 +130,7 @@ func TestEveryXDPReasonIsAVerdictOrAnEvent(t *testing.T) {
 	wantEvents := []string{
 		"cid_backend_unusable", "cid_cache_miss", "cid_no_config", "cid_too_long", "cid_too_short",
 		"cid_unknown_server", "flow_backend_unusable", "flow_insert_failed", "ip_options", "not_quic",
+		"slow_path_limited", "slow_path_no_socket",
 	}
 	var events []string
 	verdicts := map[string]int{}

@@ -2,8 +2,9 @@
 # demo.sh — runs `spooky attach eth0 -c examples/spooky.yaml` (the annotated
 # example itself, not a generated config) in a netns lab whose hosts hold the
 # example's addresses, and sends requests to every service and pool in it:
-# web (l4, l2dsr, IPv4), dns-over-quic (l4, ipip, IPv6) through XDP, and edge
-# (l7) through the HTTP/3 request tier to its api (h2 + h3) and static
+# web (l4, l2dsr, IPv4), dns-over-quic (l4, ipip, IPv6) through XDP, game
+# (l4, proxy) through the userspace proxy, and edge (l7) through the HTTP/3
+# request tier to its api (h2 + h3) and static
 # (h2c + h1) pools. `spooky stats` then shows where the packets went.
 #
 #   sudo make demo            # make build, then this script
@@ -189,6 +190,13 @@ run_in lb ethtool -K eth0 tx off >/dev/null
 ip -n "${PREFIX}client" route add 198.18.0.10/32 via 198.18.0.2
 ip -n "${PREFIX}client" route add 198.18.0.20/32 via 198.18.0.2
 ip -n "${PREFIX}client" -6 route add 2001:db8::53/128 via 2001:db8::2
+ip -n "${PREFIX}client" route add 198.18.0.30/32 via 198.18.0.2
+# game's backends (proxy mode) sit in 198.18.4.0/24 on web-1's and web-2's
+# lo, routed by the lb only: the client cannot reach them but through spooky.
+for i in 1 2; do
+	ip -n "${PREFIX}web-$i" addr add "198.18.4.$i/32" dev lo
+	ip -n "${PREFIX}lb" route add "198.18.4.$i/32" via "198.18.0.1$i"
+done
 cat <<'PLAN'
    host   addresses (eth0; VIPs on lo)           runs
    client 198.18.0.1, 2001:db8::1                spooky-client; VIPs routed via lb
@@ -201,6 +209,8 @@ cat <<'PLAN'
           198.18.2.2, 198.18.3.2                 api-2 (h3), static-2 (h2c listener, spoken h1)
    web-3  198.18.1.3                             web-3 (h3, sid 0003)
    web-*  lo: 198.18.0.10, 2001:db8::53          (direct server return)
+   web-1, web-2  lo: 198.18.4.1, .4.2            game-1, game-2 (h3 :9443, sids 0001, 0002),
+                                                 reached through the proxy (VIP 198.18.0.30:4433)
 PLAN
 
 say "starting spooky-backend on the backends"
@@ -227,6 +237,10 @@ backend web-1 api-1 --protocol h2 --listen 198.18.2.1:8443 --name api-1 \
 	--cert "$CERTS/example.test.crt" --key-file "$CERTS/example.test.key"
 backend web-2 api-2 --protocol h3 --listen 198.18.2.2:8443 --name api-2 --server-id 02 \
 	--cert "$CERTS/example.test.crt" --key-file "$CERTS/example.test.key"
+for i in 1 2; do
+	backend "web-$i" "game-$i" --listen "198.18.4.$i:9443" --name "game-$i" \
+		--config-id 2 --server-id "000$i" --nonce-len 6
+done
 backend web-1 static-1 --protocol h2c --listen 198.18.3.1:8080 --name static-1
 backend web-2 static-2 --protocol h2c --listen 198.18.3.2:8080 --name static-2
 for log in "$WORK"/*.log; do
@@ -261,11 +275,15 @@ client() {
 
 client "web: https://198.18.0.10/ through XDP, l2dsr ($CONNS connections × $REQUESTS requests)" \
 	https://198.18.0.10/ "$CONNS" "$REQUESTS" web-1 web-2 web-3
-note "shown: 4-tuple Maglev spreads connections by weight 100/100/50 (~40/40/20 %); web's CIDs are AES-encrypted and XDP has no AES (the Go forwarder that would decrypt them does not exist yet), so its packets go by flow table and Maglev, not CID (stats: BY FLOW, BY MAGLEV, cid_cache_miss)."
+note "shown: 4-tuple Maglev spreads connections by weight 100/100/50 (~40/40/20 %); web's CIDs are AES-encrypted and XDP has no AES: the first datagram of each DCID goes to Go over AF_XDP, which decrypts it, forwards it and caches DCID → backend, and the rest stay in XDP (stats: SLOW PATH / BY CID, then BY CID CACHE)."
 
 client "dns-over-quic: https://[2001:db8::53]:853/ through XDP, ipip over IPv6 (20 connections)" \
 	"https://[2001:db8::53]:853/" 20 "$REQUESTS" doq-1 doq-2
 note "shown: XDP wraps each datagram in IPv6 to 2001:db8:1::1 or ::2 and spooky decap strips it on the backend; the plaintext CIDs (config 1) route each connection by its server ID (stats: BY CID)."
+
+client "game: https://198.18.0.30:4433/ through the userspace proxy (20 connections)" \
+	https://198.18.0.30:4433/ 20 "$REQUESTS" game-1 game-2
+note "shown: game is forwarding: proxy: spooky made 198.18.0.30 local (a local route), gives each client address a session with its own socket to game-1 or game-2 on port 9443 (which see the lb's address, not the client's), and relays replies from the VIP; connections spread by Maglev and stay put by their plaintext CIDs (config 2)."
 
 client "edge → api: https://198.18.0.20/ through the HTTP/3 tier (8 connections × 4 requests)" \
 	https://198.18.0.20/ 8 4 api-1 api-2
@@ -281,6 +299,10 @@ note "shown: per-VIP paths, per-backend packets, per-reason counts; 198.18.0.20 
 
 # spk CMD...: the spooky CLI on lb; it finds the admin socket in the config.
 spk() { run_in lb "$BIN/spooky" "$@" -c "$CONFIG"; }
+
+say "spooky stats --proxy (the userspace proxy's counters, from the daemon)"
+spk stats --proxy
+note "shown: game's sessions per backend, datagrams each way, and the decision's reasons (tx, not_quic, cid_...) named as XDP's."
 
 # wait_state SERVICE BACKEND STATE: polls spooky backends (20 s deadline).
 wait_state() {
@@ -349,4 +371,4 @@ if [ "$failed" != 0 ]; then
 	echo "demo.sh: some requests failed or some backend never answered (see above)" >&2
 	exit 1
 fi
-echo "done: examples/spooky.yaml served every service: web and dns-over-quic through XDP, edge's api and static pools through the HTTP/3 tier."
+echo "done: examples/spooky.yaml served every service: web and dns-over-quic through XDP, game through the userspace proxy, edge's api and static pools through the HTTP/3 tier."

@@ -81,6 +81,43 @@ func (d *Daemon) Drain(_ context.Context, target string, drain bool) error {
 	return nil
 }
 
+// DrainAll drains, or undrains, every backend and upstream in St and
+// marks its BGP routes withdrawn (or not).
+func (d *Daemon) DrainAll(_ context.Context, drain bool) (*admin.DrainAllResult, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := time.Now
+	if d.Now != nil {
+		now = d.Now
+	}
+	h := admin.Health{State: health.Healthy.String(), Since: now()}
+	if drain {
+		h = admin.Health{State: health.Draining.String(), Reason: "drained by operator", Source: health.Operator.String(), Since: now()}
+	}
+	n := 0
+	for i := range d.St.Services {
+		for j := range d.St.Services[i].Backends {
+			d.St.Services[i].Backends[j].Health = h
+			n++
+		}
+	}
+	for i := range d.St.Pools {
+		for j := range d.St.Pools[i].Upstreams {
+			d.St.Pools[i].Upstreams[j].Health = h
+			n++
+		}
+	}
+	res := &admin.DrainAllResult{Drained: drain, Targets: n}
+	if d.St.BGP != nil {
+		d.St.BGP.Withdrawn = drain
+		if !drain {
+			res.Routes = d.St.BGP.Routes
+		}
+	}
+	d.polls = nil
+	return res, nil
+}
+
 // DrainProgress reports target's state and what Remaining says remains.
 func (d *Daemon) DrainProgress(_ context.Context, target string) (*admin.DrainProgress, error) {
 	d.mu.Lock()

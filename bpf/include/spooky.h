@@ -31,10 +31,14 @@
 #define MAGLEV_MAX_SIZE 65537
 #define MAX_SERVER_IDS 65536
 #define MAX_CID_CACHE 65536
+/* xsks: one AF_XDP socket per RX queue (the slow path, DESIGN.md
+ * "Encrypted CIDs"); a queue past it has no slow path. */
+#define MAX_QUEUES 256
 /* Per-CPU caches in front of the hash maps (lb.c "Caches"). Powers of two:
  * the slot is the top bits of a multiplicative hash. */
 #define VIP_CACHE_BITS 8
 #define SID_CACHE_BITS 10
+#define CID_CPU_CACHE_BITS 12
 #define FLOW_CACHE_BITS 15
 #define VIP_CACHE_SIZE (1U << VIP_CACHE_BITS)
 #define SID_CACHE_SIZE (1U << SID_CACHE_BITS)
@@ -81,6 +85,16 @@ enum vip_flags : __u8 {
 	 * the Go forwarder (which decrypts and fills cid_cache) instead of
 	 * falling through to the flow table and Maglev. */
 	VIP_F_CID_MISS_PASS = 1 << 1,
+	/* On a cid_cache miss for an encrypted config, redirect the frame to
+	 * the AF_XDP socket of its RX queue (xsks), within the VIP's
+	 * slow_path_limits; Go decrypts, forwards the frame and fills
+	 * cid_cache. Without a socket, or beyond the limit, the flow table
+	 * and Maglev decide as without the flag. */
+	VIP_F_SLOW_PATH = 1 << 2,
+	/* Redirect every datagram of the VIP to xsks: Go decides them all
+	 * (spooky attach --dataplane userspace). Without a socket on the
+	 * queue, XDP decides. */
+	VIP_F_USERSPACE = 1 << 3,
 };
 
 enum cid_config_flags : __u8 {
@@ -199,6 +213,21 @@ struct sid_cache_entry {
 	__u32 pad;
 };
 
+/* cid_cpu_cache value (per-CPU, internal to XDP): a copy of a cid_cache
+ * entry, valid while tag's generation equals cache_gen[0]. The key is held
+ * as four words compared whole: tag = generation << 16 | DCID length << 8
+ * | VIP id, and the DCID's octets 0..7, 8..15 and 16..19 (little-endian,
+ * unused octets 0). A hit does not touch cid_cache's LRU order: an entry
+ * that ages out there while a CPU still hits its copy costs one trip
+ * through the slow path later. */
+struct cid_cpu_cache_entry {
+	__u64 tag;
+	__u64 cid_lo;
+	__u64 cid_mid;
+	__u32 cid_hi;
+	__u32 backend;
+};
+
 /* clock value (per-CPU array of one, internal to XDP): the coarse clock
  * as last read on this CPU and the jiffies it was read at. Both advance on
  * the timer tick (tick_do_update_jiffies64, then update_wall_time), so
@@ -225,6 +254,30 @@ struct vip_counters {
 	__u64 cid_cache; /* routed by cid_cache (encrypted configs) */
 	__u64 flow;      /* routed by the flow table */
 	__u64 maglev;    /* routed by the Maglev table */
+	__u64 slow_path; /* redirected to Go (AF_XDP): not in packets */
+	__u64 slow_path_limited; /* cid_cache misses over the slow path's limit */
+};
+
+/* slow_path_stats value (array, index = VIP id): what Go did with the
+ * datagrams XDP redirected to it, totals since the maps were made. Written
+ * by Go only (a restarted daemon continues from the stored values). */
+struct slow_path_counters {
+	__u64 cid;       /* forwarded by a decrypted server ID, DCID cached */
+	__u64 cid_cache; /* forwarded by a DCID Go had cached already */
+	__u64 flow;      /* forwarded by Go's flow table */
+	__u64 maglev;    /* forwarded by the Maglev table */
+	__u64 other;     /* not forwarded: passed up or dropped, as XDP would */
+	__u64 bytes;     /* of forwarded frames, as received */
+};
+
+/* slow_path_limits value (array, index = VIP id): the rate at which one
+ * CPU may redirect a VIP's cid_cache misses to Go, as a GCRA (a token
+ * bucket kept as one time): a miss passes while the CPU's theoretical
+ * arrival time is at most burst_ns ahead of now, and moves it interval_ns
+ * on. interval_ns 0: no limit. Written by Go. */
+struct slow_path_limit {
+	__u64 interval_ns; /* 1e9 / datagrams per second */
+	__u64 burst_ns;    /* burst * interval_ns */
 };
 
 /* backend_stats value (per-CPU, index = backend index). */
@@ -259,6 +312,14 @@ enum reason {
 	REASON_CID_CACHE_MISS,           /* encrypted DCID not in cid_cache */
 	REASON_FLOW_BACKEND_UNUSABLE,    /* flow entry names unusable backend */
 	REASON_FLOW_INSERT_FAILED,       /* unused: flow_cache inserts cannot fail */
+	REASON_REDIRECT_SLOW_PATH,       /* cid_cache miss redirected to Go */
+	REASON_REDIRECT_USERSPACE,       /* userspace VIP: redirected to Go */
+	REASON_SLOW_PATH_LIMITED,        /* miss over slow_path_limits: hashed */
+	REASON_SLOW_PATH_NO_SOCKET,      /* no AF_XDP socket on the RX queue */
+	/* Counted by Go in slow_path_reasons only: a redirected frame the
+	 * kernel dropped because the socket's RX ring was full or its fill
+	 * ring empty (XDP_STATISTICS rx_dropped + rx_ring_full). */
+	REASON_DROP_SLOW_PATH_RING,
 	REASON_MAX,
 };
 

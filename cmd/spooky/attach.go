@@ -29,6 +29,8 @@ func attachCommand(e env) *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Value: config.DefaultPath, Usage: "configuration `FILE`"},
 			xdpModeFlag(),
+			&cli.StringFlag{Name: "dataplane", Value: string(forwarder.DataplaneXDP),
+				Usage: "xdp (decide in XDP; Go decrypts encrypted CIDs XDP cannot) or userspace (every datagram of the l4 services decided in Go over AF_XDP)"},
 			pinRootFlag,
 			watchFlag(),
 		},
@@ -41,6 +43,10 @@ func attachCommand(e env) *cli.Command {
 			if mode != forwarder.XDPNative && mode != forwarder.XDPGeneric {
 				return fmt.Errorf("attach: --xdp-mode %q: want native or generic", mode)
 			}
+			dataplane := forwarder.Dataplane(c.String("dataplane"))
+			if dataplane != forwarder.DataplaneXDP && dataplane != forwarder.DataplaneUserspace {
+				return fmt.Errorf("attach: --dataplane %q: want xdp or userspace", dataplane)
+			}
 			path := c.String("config")
 			cfg, err := loadConfig(e, path)
 			if err != nil {
@@ -48,7 +54,7 @@ func attachCommand(e env) *cli.Command {
 			}
 			log, level := newLogger(e.stderr, cfg.Log)
 			d, err := newDaemon(c.Context, daemonOptions{
-				path: path, iface: iface, xdpMode: mode, pinRoot: c.String("pin-root"), logLevel: level,
+				path: path, iface: iface, xdpMode: mode, pinRoot: c.String("pin-root"), logLevel: level, dataplane: dataplane,
 				watch: c.Duration("watch"),
 			}, cfg, log)
 			if err != nil {

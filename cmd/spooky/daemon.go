@@ -43,6 +43,8 @@ type daemonOptions struct {
 	iface   string
 	xdpMode forwarder.XDPMode
 	pinRoot string
+	// dataplane is xdp or userspace (spooky attach --dataplane).
+	dataplane forwarder.Dataplane
 	// logLevel, if set, is the logger's level, which a reload changes.
 	logLevel *slog.LevelVar
 	// watch, if not zero, is how often the config file is checked for new
@@ -58,8 +60,10 @@ type daemon struct {
 	log     *slog.Logger
 	health  *health.Registry
 	xdp     *xdpTier // nil without an interface
+	proxy   *proxyTier
 	l7      *l7Tier
 	ops     *opsTier
+	bgp     *bgpTier
 	metrics *metrics.Metrics
 	checker *health.Checker
 	tiers   []tier
@@ -69,6 +73,9 @@ type daemon struct {
 	// replan delivers backend health changes, applied at once: the bound
 	// on taking a dead backend out is fall × interval, not more.
 	replan chan struct{}
+	// announce delivers upstream health changes to the BGP tier (backend
+	// changes reach it through replan, after the XDP tables).
+	announce chan struct{}
 
 	// mu serialises applying configs (SIGHUP, admin reload, refresh) and
 	// guards cfg and lastReload.
@@ -95,12 +102,14 @@ func newDaemon(ctx context.Context, opts daemonOptions, cfg *config.Config, log 
 		health:    health.NewRegistry(log),
 		refresh:   make(chan struct{}, 1),
 		replan:    make(chan struct{}, 1),
+		announce:  make(chan struct{}, 1),
 		cfg:       cfg,
 		drainSeen: map[health.Target]packetMark{},
 	}
 	if opts.iface != "" {
 		x, err := forwarder.Attach(forwarder.AttachOptions{
 			Interface: opts.iface, Mode: opts.xdpMode, PinRoot: opts.pinRoot, Logger: log, Health: d.health,
+			Dataplane: opts.dataplane, CIDCacheSize: cfg.SlowPath.CIDCacheSize,
 		})
 		if err != nil {
 			return nil, err
@@ -116,7 +125,14 @@ func newDaemon(ctx context.Context, opts daemonOptions, cfg *config.Config, log 
 		}
 		d.tiers = append(d.tiers, d.xdp)
 	}
-	mo := metrics.Options{Health: d.health, Logger: log}
+	d.proxy = &proxyTier{p: forwarder.NewProxy(forwarder.ProxyOptions{Logger: log, Health: d.health})}
+	d.tiers = append(d.tiers, d.proxy)
+	d.bgp = &bgpTier{log: log, health: d.health, l4: d.xdp != nil}
+	mo := metrics.Options{Health: d.health, Logger: log, ProxyStats: d.proxy.p.Stats, BGP: func() *metrics.BGPState {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.bgp.metricsState(ctx)
+	}}
 	if d.xdp != nil {
 		mo.XDPStats = func() (*forwarder.Stats, error) { return forwarder.ReadStats(opts.pinRoot, opts.iface) }
 	}
@@ -125,15 +141,20 @@ func newDaemon(ctx context.Context, opts daemonOptions, cfg *config.Config, log 
 	d.tiers = append(d.tiers, d.l7)
 	d.ops = &opsTier{m: d.metrics, log: log, admin: d}
 	d.tiers = append(d.tiers, d.ops)
+	// Last, so a VIP is announced only once the tiers serve it.
+	d.tiers = append(d.tiers, d.bgp)
 	d.checker = health.NewChecker(d.health, health.CheckerOptions{Logger: log, Observer: d.metrics})
-	// A backend's change re-plans the XDP tables; upstreams are read by
-	// the request tier on every request and need nothing.
+	// A backend's change re-plans the XDP tables, then the BGP routes; an
+	// upstream's reaches the BGP routes alone (the request tier reads
+	// upstream health on every request).
 	d.health.Subscribe(func(c health.Change) {
+		ch := d.announce
 		if c.Target.Kind == health.KindBackend {
-			select {
-			case d.replan <- struct{}{}:
-			default:
-			}
+			ch = d.replan
+		}
+		select {
+		case ch <- struct{}{}:
+		default:
 		}
 	})
 	return d, nil
@@ -220,20 +241,36 @@ func (d *daemon) run(ctx context.Context) error {
 			d.replanXDP(ctx)
 		case <-d.replan:
 			d.replanXDP(ctx)
+			d.reannounce()
+		case <-d.announce:
+			d.reannounce()
 		}
 	}
 }
 
-// replanXDP re-applies the running config to the XDP tables: next hops and
-// backend health concern them only.
+// replanXDP re-applies the running config to the XDP tables and the
+// proxy's: next hops and backend health concern them only.
 func (d *daemon) replanXDP(ctx context.Context) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if err := d.proxy.apply(ctx, d.cfg); err != nil {
+		d.log.Error("refresh the proxy", "err", err)
+	}
 	if d.xdp == nil {
 		return
 	}
 	if err := d.xdp.apply(ctx, d.cfg); err != nil {
 		d.log.Error("refresh", "err", err)
+	}
+}
+
+// reannounce brings the BGP routes in line with backend and upstream
+// health.
+func (d *daemon) reannounce() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.bgp.reconcile(); err != nil {
+		d.log.Error("bgp", "err", err)
 	}
 }
 
@@ -257,8 +294,18 @@ func (d *daemon) startChecks(cfg *config.Config) {
 	d.checker.Set(health.ProbesFromConfig(cfg, steer))
 }
 
+// stop ends every tier. With BGP, the routes are withdrawn first and the
+// other tiers keep forwarding for the configured grace, while routers
+// move new flows to the other hosts.
 func (d *daemon) stop() error {
 	d.checker.Close()
+	d.mu.Lock()
+	grace := d.bgp.withdrawForShutdown()
+	d.mu.Unlock()
+	if grace > 0 {
+		d.log.Info("bgp routes withdrawn; forwarding on while routers converge", "grace", grace)
+		time.Sleep(grace)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	var errs []error

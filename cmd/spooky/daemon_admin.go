@@ -16,7 +16,7 @@ var _ admin.Daemon = (*daemon)(nil)
 
 // Status reports the config in force and every target's health and
 // counters.
-func (d *daemon) Status(context.Context) (*admin.Status, error) {
+func (d *daemon) Status(ctx context.Context) (*admin.Status, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	cfg := d.cfg
@@ -29,6 +29,9 @@ func (d *daemon) Status(context.Context) (*admin.Status, error) {
 		st.Config.LastReload = out
 	}
 	counters := d.backendCounters()
+	if ps := d.proxy.p.Stats(); len(ps.Services) > 0 {
+		st.Proxy = ps
+	}
 	for _, s := range cfg.Services {
 		svc := admin.Service{Name: s.Name, Address: s.Address, Port: s.Port, Mode: s.Mode, Backends: []admin.Backend{}}
 		if s.Mode == config.ModeL4 {
@@ -72,6 +75,7 @@ func (d *daemon) Status(context.Context) (*admin.Status, error) {
 		}
 		st.Pools = append(st.Pools, pool)
 	}
+	st.BGP = d.bgp.status(ctx)
 	return st, nil
 }
 
@@ -84,6 +88,9 @@ func (d *daemon) configInfo() admin.ConfigInfo {
 // "service/backend"; none without the XDP path or if they cannot be read.
 func (d *daemon) backendCounters() map[string]forwarder.BackendStats {
 	out := map[string]forwarder.BackendStats{}
+	for _, b := range d.proxy.p.Stats().Backends {
+		out[b.Service+"/"+b.Name] = forwarder.BackendStats{Packets: b.Packets, Bytes: b.Bytes}
+	}
 	if d.xdp == nil {
 		return out
 	}

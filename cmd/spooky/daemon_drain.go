@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strings"
@@ -60,6 +61,56 @@ func (d *daemon) setDrain(name string, drain bool) (health.Target, error) {
 		d.mu.Unlock()
 	}
 	return t, nil
+}
+
+// DrainAll drains every backend and upstream of the running config and
+// withdraws every BGP route, or undoes both: the way to take a whole host
+// out of service (and back) while it keeps the connections it has.
+func (d *daemon) DrainAll(ctx context.Context, drain bool) (*admin.DrainAllResult, error) {
+	d.mu.Lock()
+	targets := configTargets(d.cfg)
+	if drain {
+		// Routes first: routers stop sending new flows here while
+		// the drained backends still take what arrives meanwhile.
+		if err := d.bgp.setWithdrawn(true); err != nil {
+			d.mu.Unlock()
+			return nil, err
+		}
+	}
+	d.mu.Unlock()
+	for t := range targets {
+		if drain {
+			d.health.Report(t, health.Operator, health.Draining, "drained by the operator (drain --all)")
+			d.drainStart(t)
+		} else {
+			d.health.Clear(t, health.Operator)
+			d.mu.Lock()
+			delete(d.drainSeen, t)
+			d.mu.Unlock()
+		}
+	}
+	res := &admin.DrainAllResult{Drained: drain, Targets: len(targets)}
+	if !drain {
+		// The XDP tables take the backends back before the routes
+		// bring traffic to them.
+		d.replanXDP(ctx)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !drain {
+		if err := d.bgp.setWithdrawn(false); err != nil {
+			return nil, err
+		}
+	}
+	if d.bgp.sp != nil {
+		res.Routes = d.bgp.routes()
+	}
+	verb := "drain --all"
+	if !drain {
+		verb = "undrain --all"
+	}
+	d.log.Info(verb, "targets", len(targets), "bgp_routes", len(res.Routes))
+	return res, nil
 }
 
 // drainStatus is how far a drain has come.

@@ -21,13 +21,17 @@ func drainCommand(e env) *cli.Command {
 		Name:        "drain",
 		Usage:       "send no new connections to TARGET and keep the ones it has; --wait until they are gone",
 		Description: targetUsage + ". A passing health check does not undo a drain; spooky undrain does.",
-		ArgsUsage:   "TARGET",
+		ArgsUsage:   "TARGET | --all",
 		Flags: append(adminFlags(),
 			&cli.BoolFlag{Name: "wait", Usage: "wait until nothing uses TARGET any more; exit 1 if --timeout passes first"},
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Minute, Usage: "how long --wait waits"},
 			&cli.DurationFlag{Name: "interval", Value: time.Second, Usage: "how often --wait asks the daemon"},
+			allFlag("drain every backend and upstream and withdraw every BGP route (no TARGET): take the host out of service"),
 		),
 		Action: func(c *cli.Context) error {
+			if c.Bool("all") {
+				return drainAll(c, e, true)
+			}
 			target, err := oneArg(c, "drain", "TARGET")
 			if err != nil {
 				return err
@@ -133,8 +137,11 @@ func undrainCommand(e env) *cli.Command {
 		Usage:       "withdraw a drain of TARGET: it takes new connections again if its health checks pass",
 		Description: targetUsage + ".",
 		ArgsUsage:   "TARGET",
-		Flags:       adminFlags(),
+		Flags:       append(adminFlags(), allFlag("undrain every backend and upstream and announce the BGP routes again (no TARGET)")),
 		Action: func(c *cli.Context) error {
+			if c.Bool("all") {
+				return drainAll(c, e, false)
+			}
 			target, err := oneArg(c, "undrain", "TARGET")
 			if err != nil {
 				return err

@@ -74,6 +74,7 @@ func printStatus(e env, st *admin.Status) {
 	}
 	w.Flush()
 
+	printBGP(e, st.BGP)
 	if len(st.Pools) == 0 {
 		return
 	}

@@ -34,7 +34,7 @@ func mustWriteFile(tb testing.TB, name, data string) string {
 func TestValidateAcceptsTheExampleAndSummarizesIt(t *testing.T) {
 	path := filepath.Join("..", "..", "examples", "spooky.yaml")
 	out, errOut, code := runValidate(t, "-c", path)
-	want := path + ": ok: 3 services (2 l4, 1 l7), 5 backends, 2 pools (4 upstreams)\n"
+	want := path + ": ok: 4 services (3 l4, 1 l7), 7 backends, 2 pools (4 upstreams)\n"
 	if code != 0 || out != want || errOut != "" {
 		t.Errorf("exit %d, stdout %q, stderr %q; want 0, %q, nothing", code, out, errOut, want)
 	}

@@ -65,8 +65,17 @@ type daemon struct {
 // mustStartDaemon runs `spooky args...` in h and waits for it to log msg.
 func mustStartDaemon(t *testing.T, h *netns.Host, msg string, args ...string) *daemon {
 	t.Helper()
+	return mustStartDaemonEnv(t, h, nil, msg, args...)
+}
+
+// mustStartDaemonEnv is mustStartDaemon with env added to the environment.
+func mustStartDaemonEnv(t *testing.T, h *netns.Host, env []string, msg string, args ...string) *daemon {
+	t.Helper()
 	d := &daemon{log: &syncBuffer{}}
 	d.cmd = h.Command(mustBuild(t, "spooky"), args...)
+	if env != nil {
+		d.cmd.Env = append(os.Environ(), env...)
+	}
 	stderr, err := d.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -73,6 +73,41 @@ type xdpLabOptions struct {
 	top string
 	// service is YAML added to every service, indented by four spaces.
 	service string
+	// cid is the QUIC-LB config of the VIPs and backends. If its
+	// ServerIDLen is zero, xdpCID.
+	cid cid.Config
+	// rotation, if set, are the VIPs' configs instead, during a config
+	// rotation (draft-21 §3.1): backend i issues CIDs of rotation[i%n].
+	rotation []cid.Config
+	// attach are extra arguments of spooky attach (--dataplane).
+	attach []string
+	// secondLB adds the lab's second load-balancer host (lb2), where
+	// nothing runs until the test starts it.
+	secondLB bool
+}
+
+// backendCID is the QUIC-LB config backend i issues CIDs with.
+func (x *xdpLab) backendCID(i int) cid.Config {
+	if n := len(x.opts.rotation); n > 0 {
+		return x.opts.rotation[i%n]
+	}
+	return x.cidConfig()
+}
+
+// vipCIDs are the QUIC-LB configs of the VIPs.
+func (x *xdpLab) vipCIDs() []cid.Config {
+	if len(x.opts.rotation) > 0 {
+		return x.opts.rotation
+	}
+	return []cid.Config{x.cidConfig()}
+}
+
+// cidConfig is the lab's QUIC-LB config.
+func (x *xdpLab) cidConfig() cid.Config {
+	if x.opts.cid.ServerIDLen == 0 {
+		return xdpCID
+	}
+	return x.opts.cid
 }
 
 // mustXDPLab builds the lab for forwarding mode "l2dsr" or "ipip".
@@ -91,8 +126,9 @@ func mustXDPLabWith(t *testing.T, forwarding string, opts xdpLabOptions) *xdpLab
 		// The MTU leaves room for an outer IPv6 header (40 octets) on a
 		// full-size client packet; XDP_TX on a veth needs an XDP program
 		// on the peer; pins must outlive each spooky process.
-		LB:      netns.HostOptions{MTU: 1600, PeerXDP: true, MountNS: true},
-		Backend: netns.HostOptions{MTU: 1600, MountNS: true},
+		LB:       netns.HostOptions{MTU: 1600, PeerXDP: true, MountNS: true},
+		Backend:  netns.HostOptions{MTU: 1600, MountNS: true},
+		SecondLB: opts.secondLB,
 	})
 	x := &xdpLab{
 		Lab:        lab,
@@ -119,7 +155,7 @@ func mustXDPLabWith(t *testing.T, forwarding string, opts xdpLabOptions) *xdpLab
 			if err := h.AddVIP(vip); err != nil {
 				t.Fatal(err)
 			}
-			b := mustStartBackend(t, h, h.Name, netip.AddrPortFrom(vip, vipPort), xdpCID, serverID(i))
+			b := mustStartBackend(t, h, h.Name, netip.AddrPortFrom(vip, vipPort), x.backendCID(i), serverID(i))
 			if vip.Is4() {
 				x.procs = append(x.procs, b)
 			}
@@ -132,7 +168,7 @@ func mustXDPLabWith(t *testing.T, forwarding string, opts xdpLabOptions) *xdpLab
 		}
 	}
 	x.writeConfig(t, []int{0, 1, 2})
-	x.spooky = mustStartSpooky(t, lab.LB, x.cfgPath)
+	x.spooky = mustStartSpooky(t, lab.LB, x.cfgPath, opts.attach...)
 	return x
 }
 
@@ -155,8 +191,15 @@ func (x *xdpLab) writeConfig(tb testing.TB, backends []int) {
 		fmt.Fprintf(&b, "  - name: %s\n    address: %q\n    port: %d\n    forwarding: %s\n    hash: 4-tuple\n    strict: true\n",
 			name, vip.Addr(), vip.Port(), x.forwarding)
 		b.WriteString(x.opts.service)
-		fmt.Fprintf(&b, "    cid:\n      - {config_id: %d, server_id_len: %d, nonce_len: %d}\n    backends:\n",
-			xdpCID.ID, xdpCID.ServerIDLen, xdpCID.NonceLen)
+		b.WriteString("    cid:\n")
+		for _, c := range x.vipCIDs() {
+			key := ""
+			if c.Encrypted() {
+				key = fmt.Sprintf(", key: %x", c.Key)
+			}
+			fmt.Fprintf(&b, "      - {config_id: %d, server_id_len: %d, nonce_len: %d%s}\n", c.ID, c.ServerIDLen, c.NonceLen, key)
+		}
+		b.WriteString("    backends:\n")
 		for _, i := range backends {
 			h := x.Backends[i]
 			addr := h.IPv4
@@ -213,10 +256,11 @@ type spookyProc struct {
 
 // mustStartSpooky runs `spooky attach eth0` natively in host h and waits
 // until it logs that it forwards. At cleanup it gets SIGTERM and must exit 0.
-func mustStartSpooky(tb testing.TB, h *netns.Host, cfgPath string) *spookyProc {
+func mustStartSpooky(tb testing.TB, h *netns.Host, cfgPath string, args ...string) *spookyProc {
 	tb.Helper()
 	p := &spookyProc{log: &syncBuffer{}, exited: make(chan struct{})}
-	p.cmd = h.Command(mustBuild(tb, "spooky"), "attach", "-c", cfgPath, "--xdp-mode", "native", h.Iface)
+	args = append(append([]string{"attach", "-c", cfgPath, "--xdp-mode", "native"}, args...), h.Iface)
+	p.cmd = h.Command(mustBuild(tb, "spooky"), args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		tb.Fatalf("start spooky attach: %v", err)
@@ -403,7 +447,13 @@ func clientAddr(vip netip.AddrPort) netip.Addr {
 // makes one request, recording which backend answered.
 func mustDialH3(tb testing.TB, h *netns.Host, vip netip.AddrPort) *h3Conn {
 	tb.Helper()
-	tr := &quic.Transport{Conn: mustUDPSocket(tb, h, clientAddr(vip))}
+	return mustDialH3From(tb, h, clientAddr(vip), vip)
+}
+
+// mustDialH3From is mustDialH3 from the address local of host h.
+func mustDialH3From(tb testing.TB, h *netns.Host, local netip.Addr, vip netip.AddrPort) *h3Conn {
+	tb.Helper()
+	tr := &quic.Transport{Conn: mustUDPSocket(tb, h, local)}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	tlsConf := &tls.Config{InsecureSkipVerify: true, NextProtos: []string{http3.NextProtoH3}} // self-signed backends

@@ -32,7 +32,13 @@ func TestXDPFastPathInIPIPMode(t *testing.T) { testXDPFastPath(t, "ipip") }
 // and IPv6, in one lab shared by the subtests; later subtests change the
 // lab (restart, reload, detach), so the order matters.
 func testXDPFastPath(t *testing.T, forwarding string) {
-	x := mustXDPLab(t, forwarding)
+	testXDPFastPathWith(t, forwarding, xdpLabOptions{})
+}
+
+// testXDPFastPathWith runs the scenarios of testXDPFastPath in a lab with
+// opts (spooky attach --dataplane userspace: every decision made in Go).
+func testXDPFastPathWith(t *testing.T, forwarding string, opts xdpLabOptions) {
+	x := mustXDPLabWith(t, forwarding, opts)
 	vips := []netip.AddrPort{x.vip4, x.vip6}
 
 	for _, vip := range vips {
@@ -192,17 +198,19 @@ func testXDPFastPath(t *testing.T, forwarding string) {
 		loop := startRequestLoop(conns)
 		defer loop.stop()
 		loop.mustWaitRequests(t, 2)
-		before := mustStats(t, x.LB)
+		// Settled: with --dataplane userspace Go decides, and counts a
+		// moment later (slow_path_reasons).
+		before := mustSettledStats(t, x)
 
 		var sent garbageCounts
 		for _, vip := range vips {
 			sent.add(mustSendGarbage(t, x.Client, vip, 10_000))
 		}
 		loop.mustWaitRequests(t, 3)
-		after := mustStats(t, x.LB)
+		after := mustSettledStats(t, x)
 		ok, failures := loop.stop()
 
-		delta := func(reason string) uint64 { return after.Reasons[reason] - before.Reasons[reason] }
+		delta := func(reason string) uint64 { return after.Reason(reason) - before.Reason(reason) }
 		var verdicts uint64
 		for r := range after.Reasons {
 			if r == "tx" || strings.HasPrefix(r, "pass_") || strings.HasPrefix(r, "drop_") {
@@ -272,6 +280,7 @@ func testXDPFastPath(t *testing.T, forwarding string) {
 		if code != 0 {
 			t.Fatalf("spooky stats: exit %d: %s", code, errOut)
 		}
+
 		// Backend rows: NAME INDEX ADDRESS STATE PACKETS BYTES; VIP rows:
 		// SERVICE VIP MODE PACKETS ...
 		rows := map[string][]string{}
@@ -466,7 +475,7 @@ func mustWrite(tb testing.TB, path, s string) {
 // lab's test, not to the subtest that restarts it.
 func (x *xdpLab) restartSpooky(t *testing.T) {
 	t.Helper()
-	x.spooky = mustStartSpooky(x.tb, x.LB, x.cfgPath)
+	x.spooky = mustStartSpooky(x.tb, x.LB, x.cfgPath, x.opts.attach...)
 }
 
 // mustPoll waits up to 20 s for cond.

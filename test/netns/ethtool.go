@@ -73,3 +73,21 @@ func (h *Host) TxChecksum() (bool, error) {
 	})
 	return on, err
 }
+
+// SetGRO turns generic receive offload of the host's veth on or off, as
+// `ethtool -K eth0 gro on` does (ETHTOOL_SGRO). On a veth without an XDP
+// program, GRO on is what makes it receive through NAPI, where the kernel
+// coalesces UDP datagrams for sockets that ask for it (UDP_GRO), as a
+// physical NIC's driver does.
+func (h *Host) SetGRO(on bool) error {
+	var v uint32
+	if on {
+		v = 1
+	}
+	return h.Do(func() error {
+		if _, err := ethtool(h.Iface, unix.ETHTOOL_SGRO, v); err != nil {
+			return fmt.Errorf("set gro of %s in %s: %w", h.Iface, h.NS, err)
+		}
+		return nil
+	})
+}

@@ -33,6 +33,10 @@ var (
 	// nowhere by itself.
 	VIPv4 = netip.MustParseAddr("198.18.0.10")
 	VIPv6 = netip.MustParseAddr("2001:db8::a")
+	// LB2IPv4 and LB2IPv6 are the addresses of the second load-balancer
+	// host (Config.SecondLB).
+	LB2IPv4 = netip.MustParseAddr("198.18.0.3")
+	LB2IPv6 = netip.MustParseAddr("2001:db8::3")
 )
 
 // Prefix lengths of the lab's one segment.
@@ -62,6 +66,9 @@ type Config struct {
 	// Client, LB and Backend are the options of the client, of the
 	// load-balancer host and of every backend.
 	Client, LB, Backend HostOptions
+	// SecondLB adds a second load-balancer host, "lb2", with LB's
+	// options: another host the client's route to a VIP can move to.
+	SecondLB bool
 }
 
 // HostOptions are the per-host knobs the XDP tests need. The zero value is a
@@ -99,6 +106,8 @@ type Lab struct {
 	// Client, LB and Backends are the hosts of the plan.
 	Client, LB *Host
 	Backends   []*Host
+	// LB2 is the second load-balancer host, if Config.SecondLB.
+	LB2 *Host
 	// Bridge is the namespace holding the bridge "br0" and the host-side
 	// peers of every host's veth. Its address fields are unset.
 	Bridge *Host
@@ -178,7 +187,11 @@ func New(tb testing.TB, cfg Config) *Lab {
 
 // Hosts lists the client, the load-balancer host and the backends.
 func (l *Lab) Hosts() []*Host {
-	return append([]*Host{l.Client, l.LB}, l.Backends...)
+	hosts := []*Host{l.Client, l.LB}
+	if l.LB2 != nil {
+		hosts = append(hosts, l.LB2)
+	}
+	return append(hosts, l.Backends...)
 }
 
 func (l *Lab) build(cfg Config) error {
@@ -217,6 +230,11 @@ func (l *Lab) build(cfg Config) error {
 	}
 	if l.LB, err = l.addHost("lb", LBIPv4, LBIPv6, cfg.LB); err != nil {
 		return err
+	}
+	if cfg.SecondLB {
+		if l.LB2, err = l.addHost("lb2", LB2IPv4, LB2IPv6, cfg.LB); err != nil {
+			return err
+		}
 	}
 	for i := range cfg.Backends {
 		h, err := l.addHost(fmt.Sprintf("backend%d", i+1), BackendIPv4(i), BackendIPv6(i), cfg.Backend)
