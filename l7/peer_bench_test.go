@@ -192,19 +192,28 @@ func (p *peerProc) cpu() (time.Duration, error) {
 	return time.Duration(ut+st) * (time.Second / 100), nil
 }
 
-// rss is the process's resident set size in bytes (VmRSS).
-func (p *peerProc) rss() (int64, error) {
+// rss is the process's resident set size (VmRSS) and the part of it that
+// is its own memory rather than pages of its executable and libraries
+// (RssAnon), in bytes.
+func (p *peerProc) rss() (total, anon int64, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
 	if err != nil {
-		return 0, fmt.Errorf("%s: %w", p.name, err)
+		return 0, 0, fmt.Errorf("%s: %w", p.name, err)
 	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10, err
+	field := func(name string) int64 {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, name+":"); ok {
+				kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+				return kb << 10
+			}
 		}
+		return 0
 	}
-	return 0, fmt.Errorf("%s: no VmRSS", p.name)
+	total, anon = field("VmRSS"), field("RssAnon")
+	if total == 0 {
+		return 0, 0, fmt.Errorf("%s: no VmRSS", p.name)
+	}
+	return total, anon, nil
 }
 
 // goBuild builds pkg (in dir, "" for this module) into out, or says why not.
@@ -399,9 +408,9 @@ https://bench.spooky.test:%s {
 
 	// Idle memory: after one request (above) and a moment to settle.
 	time.Sleep(time.Second)
-	idleRSS := map[string]int64{}
+	idleRSS, idleAnon := map[string]int64{}, map[string]int64{}
 	for _, s := range servers {
-		if idleRSS[s.name], err = s.rss(); err != nil {
+		if idleRSS[s.name], idleAnon[s.name], err = s.rss(); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -467,11 +476,12 @@ https://bench.spooky.test:%s {
 		fmt.Fprintf(&sb, " req/s %.2f× plain, own CPU/req %.2f× plain\n", sp.RPS/pl.RPS, sp.CPUus/pl.CPUus)
 	}
 	for _, s := range servers {
-		after, err := s.rss()
+		after, afterAnon, err := s.rss()
 		if err != nil {
 			b.Fatal(err)
 		}
-		fmt.Fprintf(&sb, "RSS %-7s idle at start %5.1f MB, idle after the load %5.1f MB\n", s.name, float64(idleRSS[s.name])/1e6, float64(after)/1e6)
+		fmt.Fprintf(&sb, "RSS %-8s idle at start %5.1f MB (anon %5.1f), idle after the load %5.1f MB (anon %5.1f)\n", s.name,
+			float64(idleRSS[s.name])/1e6, float64(idleAnon[s.name])/1e6, float64(after)/1e6, float64(afterAnon)/1e6)
 	}
 	fmt.Print(sb.String()) // b.Log would truncate the table
 
@@ -485,8 +495,9 @@ https://bench.spooky.test:%s {
 	}
 	b.ReportMetric(sp.CPUus/pl.CPUus, "cpu/plain@4x16")
 	b.ReportMetric(float64(idleRSS["spooky"])/1e6, "spooky-idle-MB")
+	b.ReportMetric(float64(idleAnon["spooky"])/1e6, "spooky-idle-anon-MB")
 	if out := os.Getenv(peerOutEnv); out != "" {
-		j, _ := json.MarshalIndent(map[string]any{"rounds": rounds, "duration": dur.String(), "figures": figs, "idle_rss": idleRSS}, "", "  ")
+		j, _ := json.MarshalIndent(map[string]any{"rounds": rounds, "duration": dur.String(), "figures": figs, "idle_rss": idleRSS, "idle_rss_anon": idleAnon}, "", "  ")
 		if err := os.WriteFile(out, j, 0o644); err != nil {
 			b.Fatal(err)
 		}
