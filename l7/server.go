@@ -9,12 +9,17 @@
 // Garbage collection is an operator knob, set in the environment of the
 // process like any Go program's, not by this package: GOGC (default 100)
 // trades memory for CPU, and GOMEMLIMIT caps the heap the collector aims
-// for. Allocation and collection are about a third of the request tier's
-// CPU time at load (mallocgc plus the mark workers in BenchmarkProxy's rig
-// profile); GOGC=400 cut the rig's CPU per request by roughly 10–20 % on
-// the HTTP/3-to-HTTP/3 path there. With a higher GOGC set GOMEMLIMIT to
-// what the host can give (say 70 % of the unit's memory), so that a burst
-// collects early rather than grows the heap four-fold.
+// for. The default is the measured choice (BenchmarkPeers, spooky → HTTP/1.1
+// at 1 to 64 streams, docs/benchmarks.md): GOGC=200 cut CPU per proxied
+// request by 2–6 % and GOGC=400 by 0–11 % across runs, while the resident
+// set after load grew from 33 MB to 40 and 55 MB, against the 40 MB the
+// request tier aims to stay within. With a higher GOGC set GOMEMLIMIT to what the host can give (say
+// 70 % of the unit's memory), so that a burst collects early rather than
+// grows the heap several-fold.
+//
+// quic-go sends with UDP GSO (UDP_SEGMENT) and receives with recvmmsg in
+// batches of 8 on Linux by itself, on the listener's socket as on the
+// clients' to HTTP/3 upstreams (QUIC_GO_DISABLE_GSO turns GSO off).
 //
 // quic-go raises each listener's UDP receive and send buffers to 7 MiB
 // itself (SO_RCVBUFFORCE/SO_SNDBUFFORCE when privileged, else up to

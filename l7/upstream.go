@@ -94,11 +94,13 @@ func (u *Upstream) buildTransport() error {
 	switch u.cfg.Protocol {
 	case ProtoH3:
 		u.scheme = "https"
-		tr := &http3.Transport{
-			TLSClientConfig: tc,
-			QUICConfig:      &quic.Config{HandshakeIdleTimeout: dialTimeout, MaxIdleTimeout: 30 * time.Second, KeepAlivePeriod: 10 * time.Second},
-		}
-		u.transport, u.closeIdle = tr, func() { _ = tr.Close() }
+		p := newH3Pool(func() *http3.Transport {
+			return &http3.Transport{
+				TLSClientConfig: tc,
+				QUICConfig:      &quic.Config{HandshakeIdleTimeout: dialTimeout, MaxIdleTimeout: 30 * time.Second, KeepAlivePeriod: 10 * time.Second},
+			}
+		})
+		u.transport, u.closeIdle = p, p.close
 		return nil
 	}
 	tr := &http.Transport{
@@ -133,6 +135,19 @@ func (u *Upstream) buildTransport() error {
 	}
 	tr.Protocols = p
 	u.transport, u.closeIdle = tr, tr.CloseIdleConnections
+	if u.cfg.Protocol == ProtoH1 && !u.cfg.TLS {
+		// Cleartext HTTP/1.1, the common upstream: the lean client, with
+		// the Transport above kept for upgrades and CONNECT.
+		c := &h1Client{
+			addr:           u.cfg.Address,
+			dialer:         net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second},
+			maxIdle:        tr.MaxIdleConnsPerHost,
+			idleTimeout:    tr.IdleConnTimeout,
+			checkIdleAfter: h1CheckIdleAfter,
+			fallback:       tr,
+		}
+		u.transport, u.closeIdle = c, func() { c.closeIdle(true) }
+	}
 	return nil
 }
 
